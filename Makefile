@@ -1,0 +1,26 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+# Each creates (or refreshes, when pyproject.toml changes) the virtual environment in .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,launchers]"
+	# auto_LiRPA 0.3 declares torch<1.13 but works on torch 2.13 with verifiers/lirpa_compat.py.
+	$(PY) -m pip install -q --no-deps "auto_LiRPA==0.3"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m vpals_jax.train
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2
+
+clean:
+	rm -rf $(VENV) outputs multirun

@@ -1,0 +1,1 @@
+"""Verifier backends, one module each, registered by name on import."""

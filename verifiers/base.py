@@ -1,0 +1,106 @@
+"""The Verifier interface, the backend registry, and the soundness guard shared by all backends.
+
+Backends implement ``_verify``; the public ``verify`` wraps it so that every backend gets the
+same input validation, the same ERROR verdict for unsupported spec kinds, and the same
+re-check of every counterexample on the float64 network before it leaves the library.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import logging
+import math
+import time
+from typing import Any, ClassVar
+
+from verifiers.network import ReluNetwork
+from verifiers.specs import Spec
+from verifiers.verdict import Status, Verdict
+
+log = logging.getLogger(__name__)
+
+VERIFIER_REGISTRY: dict[str, type[Verifier]] = {}
+
+# Backends live in verifiers/backends/<name>.py and register themselves on import; importing
+# lazily keeps heavy dependencies (torch for lirpa, HiGHS for milp) out of unrelated runs.
+_BACKEND_MODULES = ("ouroboros", "crown", "lirpa", "milp")
+
+
+def register_verifier(cls: type[Verifier]) -> type[Verifier]:
+    """Class decorator: make a backend available to ``get_verifier(cls.name)``."""
+    VERIFIER_REGISTRY[cls.name] = cls
+    return cls
+
+
+class Verifier(abc.ABC):
+    """Decide a spec on a network: VERIFIED (sound proof), FALSIFIED (re-checked witness) or not."""
+
+    name: ClassVar[str]
+    supported_specs: ClassVar[frozenset[str]]
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    def settings(self) -> dict[str, Any]:
+        """The options that determine this backend's behaviour, recorded in every verdict."""
+        return dict(self.options)
+
+    def verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float = 30.0) -> Verdict:
+        """Validate, run the backend, and keep only counterexamples that re-check in float64."""
+        base = dict(backend=self.name, spec=spec.to_dict(), settings=self.settings())
+        if spec.kind not in self.supported_specs:
+            return Verdict(
+                status=Status.ERROR,
+                message=f"backend {self.name!r} does not support spec kind {spec.kind!r} "
+                f"(supported: {sorted(self.supported_specs)})",
+                **base,
+            )
+        try:
+            spec.validate_for(net)
+            if not (time_budget_s > 0 and math.isfinite(time_budget_s)):
+                raise ValueError(f"time_budget_s must be a positive finite number, got {time_budget_s}")
+        except ValueError as e:
+            return Verdict(status=Status.ERROR, message=str(e), **base)
+        start = time.perf_counter()
+        verdict = self._verify(net, spec, time_budget_s)
+        verdict.wall_time_s = time.perf_counter() - start
+        return self._recheck(net, spec, verdict)
+
+    @abc.abstractmethod
+    def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
+        """Backend-specific search; may return unchecked counterexamples."""
+
+    def _recheck(self, net: ReluNetwork, spec: Spec, verdict: Verdict) -> Verdict:
+        kept = []
+        for cex in verdict.counterexamples:
+            margin = spec.violation(net, cex)
+            if margin > 0:
+                outputs = net.forward([cex.x] + ([cex.x_prime] if cex.x_prime is not None else []))[:, 0]
+                cex.f_x = float(outputs[0])
+                cex.f_x_prime = float(outputs[1]) if cex.x_prime is not None else None
+                cex.margin = float(margin)
+                kept.append(cex)
+            else:
+                log.warning("%s: dropped a witness that does not re-check (margin %.3g): %s", self.name, margin, cex)
+        verdict.counterexamples = sorted(kept, key=lambda c: -c.margin)
+        if verdict.status == Status.FALSIFIED and not kept:
+            verdict.status = Status.UNKNOWN
+            verdict.message = (verdict.message + "; " if verdict.message else "") + (
+                "no reported counterexample re-checked on the float64 network"
+            )
+        if verdict.status == Status.VERIFIED and kept:
+            raise AssertionError(
+                f"{self.name}: claimed VERIFIED but produced a re-checked counterexample {kept[0]}: backend bug"
+            )
+        return verdict
+
+
+def get_verifier(name: str, **options: Any) -> Verifier:
+    """Instantiate a registered backend by name (``ouroboros``, ``crown``, ``lirpa``, ``milp``...)."""
+    if name not in VERIFIER_REGISTRY and name in _BACKEND_MODULES:
+        importlib.import_module(f"verifiers.backends.{name}")
+    if name not in VERIFIER_REGISTRY:
+        known = sorted(set(VERIFIER_REGISTRY) | set(_BACKEND_MODULES))
+        raise ValueError(f"unknown verifier {name!r}; known: {known}")
+    return VERIFIER_REGISTRY[name](**options)

@@ -1,0 +1,105 @@
+"""Framework-neutral ReLU networks.
+
+Verifiers never see Flax or PyTorch objects: a network is a list of weight matrices and
+biases, so that any model (Flax, PyTorch, an NNet file) can be verified by any backend.
+Evaluation here is float64 NumPy because it is the ground truth against which every
+counterexample is re-checked before it is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class ReluNetwork:
+    """A fully connected network ``x -> W_L relu(... relu(x W_1 + b_1) ...) + b_L``.
+
+    Weights use Flax order: ``W_k`` has shape ``(in, out)`` and a row vector ``x`` maps to
+    ``x @ W_k + b_k``. Every hidden layer is followed by a ReLU; the last layer is linear.
+    """
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+    def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]):
+        ws = tuple(np.array(w, dtype=np.float64) for w in weights)
+        bs = tuple(np.array(b, dtype=np.float64).reshape(-1) for b in biases)
+        if not ws:
+            raise ValueError("ReluNetwork needs at least one layer")
+        if len(ws) != len(bs):
+            raise ValueError(f"ReluNetwork: {len(ws)} weight matrices but {len(bs)} bias vectors")
+        for k, (w, b) in enumerate(zip(ws, bs)):
+            if w.ndim != 2:
+                raise ValueError(f"ReluNetwork: weight {k} has shape {w.shape}, expected (in, out)")
+            if b.shape[0] != w.shape[1]:
+                raise ValueError(
+                    f"ReluNetwork: bias {k} has {b.shape[0]} entries but weight {k} has {w.shape[1]} outputs"
+                )
+            if k and ws[k - 1].shape[1] != w.shape[0]:
+                raise ValueError(
+                    f"ReluNetwork: weight {k - 1} outputs {ws[k - 1].shape[1]} values but weight {k} "
+                    f"expects {w.shape[0]} inputs"
+                )
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+                raise ValueError(f"ReluNetwork: layer {k} has NaN or infinite weights or biases")
+        for arr in ws + bs:
+            arr.setflags(write=False)
+        object.__setattr__(self, "weights", ws)
+        object.__setattr__(self, "biases", bs)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.weights[0].shape[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.weights[-1].shape[1]
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.n_inputs] + [w.shape[1] for w in self.weights]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate in float64; ``x`` has shape ``(n_inputs,)`` or ``(batch, n_inputs)``."""
+        h = np.asarray(x, dtype=np.float64)
+        squeeze = h.ndim == 1
+        h = np.atleast_2d(h)
+        if h.shape[-1] != self.n_inputs:
+            raise ValueError(f"ReluNetwork: input has {h.shape[-1]} features, network expects {self.n_inputs}")
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w + b
+            if k < len(self.weights) - 1:
+                h = np.maximum(h, 0.0)
+        return h[0] if squeeze else h
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def gradient(self, x: np.ndarray, feature: int, output: int = 0) -> np.ndarray:
+        """d f_output / d x_feature in float64 (the ReLU derivative at 0 is taken as 0).
+
+        Piecewise-linear networks are differentiable almost everywhere; this is a diagnostic
+        and a sampling aid, never a proof.
+        """
+        h = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        masks = []
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            z = h @ w + b
+            masks.append((z > 0).astype(np.float64))
+            h = np.maximum(z, 0.0)
+        g = np.broadcast_to(self.weights[0][feature], (h.shape[0], self.weights[0].shape[1]))
+        for mask, w in zip(masks, self.weights[1:]):
+            g = (g * mask) @ w
+        out = g[:, output]
+        return out[0] if np.asarray(x).ndim == 1 else out
+
+    def to_dict(self) -> dict:
+        return {"weights": [w.tolist() for w in self.weights], "biases": [b.tolist() for b in self.biases]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReluNetwork:
+        return cls(weights=[np.asarray(w) for w in d["weights"]], biases=[np.asarray(b) for b in d["biases"]])

@@ -1,0 +1,85 @@
+"""What a verifier answers: a status, the evidence for it, and enough detail to compare backends."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Status(str, enum.Enum):
+    VERIFIED = "VERIFIED"  # sound proof over the whole region
+    FALSIFIED = "FALSIFIED"  # at least one counterexample re-checked on the concrete network
+    UNKNOWN = "UNKNOWN"  # budget of boxes or samples spent without a decision
+    TIMEOUT = "TIMEOUT"  # time budget spent without a decision
+    ERROR = "ERROR"  # the problem could not be attempted (unsupported spec, bad input)
+
+
+@dataclass
+class Counterexample:
+    """A concrete witness. ``x_prime`` is the second point of a pair (None for single-point specs).
+
+    ``margin`` is the violation amount re-computed in float64 by the spec (positive = real).
+    """
+
+    x: list[float]
+    x_prime: list[float] | None = None
+    f_x: float | None = None
+    f_x_prime: float | None = None
+    margin: float = 0.0
+
+    @classmethod
+    def make(cls, x: np.ndarray, x_prime: np.ndarray | None = None) -> Counterexample:
+        return cls(
+            x=np.asarray(x, dtype=np.float64).tolist(),
+            x_prime=None if x_prime is None else np.asarray(x_prime, dtype=np.float64).tolist(),
+        )
+
+
+@dataclass
+class Verdict:
+    """The answer of one backend on one (network, spec) problem; serialises to JSON.
+
+    ``verified_fraction`` and ``unresolved_fraction`` are fractions of the region's volume.
+    ``best_bound`` is the backend's best sound lower bound of the spec's objective (for
+    monotonicity ``sign * df/dx_i`` over the region; for OutputBound the worst slack), when
+    it has one: it tells how far from a proof an UNKNOWN or TIMEOUT was.
+    """
+
+    status: Status
+    backend: str
+    spec: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    boxes: int = 0
+    verified_fraction: float = 0.0
+    unresolved_fraction: float = 1.0
+    best_bound: float | None = None
+    counterexamples: list[Counterexample] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def worst_margin(self) -> float | None:
+        return max((c.margin for c in self.counterexamples), default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        d = dict(d)
+        d["status"] = Status(d["status"])
+        d["counterexamples"] = [Counterexample(**c) for c in d.get("counterexamples", [])]
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> Verdict:
+        return cls.from_dict(json.loads(s))

@@ -1,0 +1,1 @@
+"""vPALs-JAX: verified performance prediction from pressure stall information."""

@@ -1,0 +1,1 @@
+"""Data: the canonical schema, the synthetic generator, table loaders and the normaliser."""
