@@ -1,0 +1,132 @@
+"""One entry point from a ``DataConfig`` to train/test arrays in raw units."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from vpals_jax.config import DataConfig
+from vpals_jax.data import schema
+from vpals_jax.data.tables import (
+    BENCHMARKS,
+    DataError,
+    coerce_numeric,
+    drop_nonfinite,
+    read_benchmark,
+    read_frame,
+    require_columns,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dataset:
+    """Train/test arrays in raw units; the normaliser is fitted on ``x_train`` by the trainer."""
+
+    name: str
+    feature_names: list[str]
+    target_name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    # operator knowledge per feature (+1 / -1), used to write default specs
+    feature_directions: dict[str, int]
+
+
+def _random_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"data.test_fraction must be in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(df))
+    n_test = max(1, int(round(fraction * len(df))))
+    return df.iloc[order[n_test:]], df.iloc[order[:n_test]]
+
+
+def _synthetic_frame(cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    from vpals_jax.data import synthetic
+
+    if cfg.app not in synthetic.APPS:
+        raise DataError(f"unknown app {cfg.app!r}; synthetic apps: {list(synthetic.APPS)}")
+    df = synthetic.generate(cfg.app, cfg.n_samples, seed=cfg.seed)
+    return df, dict(synthetic.GROUND_TRUTH_DIRECTIONS[cfg.app])
+
+
+def _table_frame(cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    if not cfg.path:
+        raise DataError("data.source=table needs data.path (a canonical-schema CSV or Parquet file)")
+    df = read_frame(cfg.path)
+    require_columns(df, ["app"], cfg.path)
+    apps = sorted(str(a) for a in df["app"].dropna().unique())
+    if cfg.app not in apps:
+        raise DataError(f"{cfg.path}: unknown app {cfg.app!r}; the file holds {apps}")
+    df = df[df["app"] == cfg.app]
+    directions = {c.name: c.latency_direction for c in schema.COLUMNS if c.latency_direction}
+    return df, directions
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Read, validate, filter and split the data the config names."""
+    frames: list[pd.DataFrame]
+    if cfg.source == "synthetic":
+        df, directions = _synthetic_frame(cfg)
+        frames, default_target, default_features, where = [df], schema.DEFAULT_TARGET, schema.FEATURES, "synthetic"
+    elif cfg.source == "table":
+        df, directions = _table_frame(cfg)
+        frames, default_target, default_features, where = [df], schema.DEFAULT_TARGET, schema.FEATURES, cfg.path
+    elif cfg.source in BENCHMARKS:
+        src = BENCHMARKS[cfg.source]
+        frames = read_benchmark(cfg.source, cfg.path)
+        directions = dict(src.feature_directions)
+        default_target, default_features, where = src.target, src.features, cfg.path or cfg.source
+    else:
+        raise DataError(f"unknown data.source {cfg.source!r}; use synthetic, table or one of {sorted(BENCHMARKS)}")
+
+    target = cfg.target or default_target
+    features = list(cfg.features) if cfg.features else list(default_features)
+    if target in features:
+        raise DataError(f"{where}: target {target!r} is also listed as a feature")
+    cleaned = []
+    for df in frames:
+        require_columns(df, [*features, target], where)
+        df = coerce_numeric(df, [*features, target], where)
+        df = drop_nonfinite(df, [*features, target], cfg.nan_policy, where)
+        min_target = cfg.min_target if cfg.min_target is not None else getattr(BENCHMARKS.get(cfg.source), "min_target", None)
+        if min_target is not None:
+            df = df[df[target] > min_target]
+        cleaned.append(df)
+
+    if cfg.split == "given":
+        if len(cleaned) != 2:
+            raise DataError(f"data.split=given needs a source with separate train/test files, not {cfg.source!r}")
+        train, test = cleaned
+    elif cfg.split == "ood":
+        if cfg.source != "synthetic":
+            raise DataError("data.split=ood needs the synthetic source (it splits by co-runner interference)")
+        from vpals_jax.data.synthetic import interference_level
+
+        df = cleaned[0]
+        level = interference_level(df)
+        train, test = df[level <= cfg.ood_threshold], df[level > cfg.ood_threshold]
+    elif cfg.split == "random":
+        train, test = _random_split(pd.concat(cleaned), cfg.test_fraction, cfg.seed)
+    else:
+        raise DataError(f"unknown data.split {cfg.split!r}; use random, ood or given")
+    for part, frame in (("train", train), ("test", test)):
+        if len(frame) == 0:
+            raise DataError(f"{where}: the {part} split is empty after filtering (check data.min_target / split)")
+    log.info("data %s: %d train / %d test rows, %d features -> %s", where, len(train), len(test), len(features), target)
+    name = cfg.app if cfg.source in ("synthetic", "table") else cfg.source
+    return Dataset(
+        name=name,
+        feature_names=features,
+        target_name=target,
+        x_train=train[features].to_numpy(np.float64),
+        y_train=train[target].to_numpy(np.float64),
+        x_test=test[features].to_numpy(np.float64),
+        y_test=test[target].to_numpy(np.float64),
+        feature_directions={f: d for f, d in directions.items() if f in features},
+    )

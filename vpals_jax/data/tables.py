@@ -1,0 +1,169 @@
+"""Reading tables: canonical-schema CSV/Parquet files and the real benchmark data sets.
+
+Every failure is a ``DataError`` with one line naming the file, the column and the value, so
+that a user with a broken CSV knows what to fix without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+EXTERNAL_DATA = PROJECT_ROOT / "data" / "external"
+
+
+class DataError(ValueError):
+    """Bad input data; the message is one line naming the file, column and value."""
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A path as given, else relative to the project root (Hydra runs may start anywhere)."""
+    p = Path(path).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    return PROJECT_ROOT / p
+
+
+def read_frame(path: str | Path, header: bool = True, names: Sequence[str] | None = None) -> pd.DataFrame:
+    p = resolve_path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {path}")
+    suffix = p.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(p)
+    if suffix in (".csv", ".txt", ""):
+        # index_col=False: some published CSVs end every line with a comma, which would otherwise
+        # shift the first column into the index.
+        return pd.read_csv(
+            p, header=0 if header else None, names=None if header else list(names or []), index_col=False
+        )
+    raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
+
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    present = [str(c) for c in df.columns]
+    for col in columns:
+        if col not in df.columns:
+            close = difflib.get_close_matches(col, present, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(f"{where}: missing column {col!r}{hint}")
+
+
+def coerce_numeric(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.DataFrame:
+    """Columns as float64; a value that is present but not a number is an error naming it."""
+    out = df.copy()
+    for col in columns:
+        converted = pd.to_numeric(out[col], errors="coerce")
+        bad = converted.isna() & out[col].notna()
+        if bad.any():
+            row = bad.idxmax()
+            raise DataError(f"{where}: column {col!r} has a non-numeric value {out[col][row]!r} at row {row}")
+        out[col] = converted.astype(np.float64)
+    return out
+
+
+def drop_nonfinite(df: pd.DataFrame, columns: Sequence[str], policy: str, where: str) -> pd.DataFrame:
+    """Rows with NaN or inf in ``columns``: dropped with a logged count, or an error (policy ``fail``)."""
+    if policy not in ("drop", "fail"):
+        raise DataError(f"nan_policy must be 'drop' or 'fail', got {policy!r}")
+    values = df[list(columns)].to_numpy(dtype=np.float64)
+    bad_rows = ~np.isfinite(values).all(axis=1)
+    if not bad_rows.any():
+        return df
+    first = int(np.argmax(bad_rows))
+    col = list(columns)[int(np.argmax(~np.isfinite(values[first])))]
+    if policy == "fail":
+        raise DataError(
+            f"{where}: {int(bad_rows.sum())} row(s) with NaN/inf, first at row {df.index[first]} "
+            f"column {col!r} (set data.nan_policy=drop to drop them)"
+        )
+    log.warning("%s: dropped %d row(s) with NaN/inf (first at row %s, column %r)", where, bad_rows.sum(), df.index[first], col)
+    return df.loc[~bad_rows]
+
+
+@dataclass(frozen=True)
+class BenchmarkSource:
+    """A real benchmark table shipped under data/external (see its README for provenance)."""
+
+    files: tuple[str, ...]  # one file (random split) or (train, test)
+    target: str
+    features: tuple[str, ...]
+    names: tuple[str, ...] = ()  # column names for header-less files
+    drop_columns: tuple[str, ...] = ()
+    min_target: float | None = None
+    notes: str = ""
+    feature_directions: dict[str, int] = field(default_factory=dict)
+
+
+LINNOS_COLUMNS = (
+    "queue_len_h0", "queue_len_h1", "queue_len_h2", "queue_len_h3", "queue_len_now",
+    "latency_h0", "latency_h1", "latency_h2", "latency_h3", "latency_us",
+)  # fmt: skip
+
+BENCHMARKS: dict[str, BenchmarkSource] = {
+    "linnos": BenchmarkSource(
+        files=("linnos/linnos.csv",),
+        target="latency_us",
+        features=LINNOS_COLUMNS[:-1],
+        names=LINNOS_COLUMNS,
+        notes="LinnOS I/O latency; col 4 = current queue length, col 8 = newest history latency",
+        feature_directions={"queue_len_now": +1, "latency_h3": +1},
+    ),
+    "cardwiki": BenchmarkSource(
+        files=("cardesti_wiki/cardesti_wiki.csv",),
+        target="num_rows",
+        features=("page_latest_low", "page_latest_high", "page_len_low", "page_len_high"),
+        min_target=100.0,
+        notes="cardinality estimation; Ouroboros keeps num_rows > 100",
+        feature_directions={"page_latest_low": -1, "page_latest_high": +1, "page_len_low": -1, "page_len_high": +1},
+    ),
+    "auto_mpg": BenchmarkSource(
+        files=("auto_mpg/train_data.csv", "auto_mpg/test_data.csv"),
+        target="MPG",
+        features=("Cylinders", "Displacement", "Horsepower", "Weight", "Acceleration", "Model Year", "Origin"),
+        drop_columns=("Unnamed: 0",),
+        feature_directions={"Weight": -1, "Displacement": -1, "Horsepower": -1},
+    ),
+    "heart": BenchmarkSource(
+        files=("heart/train_data.csv", "heart/test_data.csv"),
+        target="target",
+        features=(
+            "age", "sex", "cp", "trestbps", "chol", "fbs", "restecg",
+            "thalach", "exang", "oldpeak", "slope", "ca", "thal",
+        ),  # fmt: skip
+        drop_columns=("Unnamed: 0",),
+        feature_directions={"trestbps": +1, "chol": +1},
+    ),
+}
+
+
+def read_benchmark(name: str, path: str | None = None) -> list[pd.DataFrame]:
+    """The frames of a benchmark source (one, or train and test); ``path`` overrides the data dir.
+
+    ``path`` may be a directory holding the source's files in the same layout as
+    ``data/external`` (for example ``../shared/data``) or, for one-file sources, the file itself.
+    """
+    if name not in BENCHMARKS:
+        raise DataError(f"unknown benchmark source {name!r}; known: {sorted(BENCHMARKS)}")
+    src = BENCHMARKS[name]
+    if path is not None and resolve_path(path).is_file():
+        if len(src.files) != 1:
+            raise DataError(f"{name} has separate train/test files; give data.path as their directory")
+        files = [resolve_path(path)]
+    else:
+        root = resolve_path(path) if path is not None else EXTERNAL_DATA
+        files = [root / f for f in src.files]
+    frames = []
+    for f in files:
+        df = read_frame(f, header=not src.names, names=src.names or None)
+        frames.append(df.drop(columns=[c for c in src.drop_columns if c in df.columns]))
+    return frames

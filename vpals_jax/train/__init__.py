@@ -1,0 +1,1 @@
+"""Training: pure steps, the Hydra-free job, checkpoints, metrics and plots."""

@@ -1,0 +1,51 @@
+"""Regression metrics, and the run's ``metrics.jsonl`` log.
+
+Accuracy is Ouroboros' definition: the share of rows with ``|prediction - target| < tol`` on
+the min-max normalised target, so figures are comparable with the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def regression_metrics(pred_n: np.ndarray, y_n: np.ndarray, y_scale: float, y_min: float, tol: float) -> dict[str, float]:
+    """Metrics from normalised predictions and targets; RMSE and MAPE in raw target units."""
+    pred_n, y_n = np.asarray(pred_n, np.float64), np.asarray(y_n, np.float64)
+    err_n = pred_n - y_n
+    pred, y = pred_n * y_scale + y_min, y_n * y_scale + y_min
+    denom = np.maximum(np.abs(y), 1e-9)
+    ss_tot = float(np.sum((y_n - y_n.mean()) ** 2))
+    return {
+        "loss": float(np.mean(err_n**2)),
+        "rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+        "mape": float(100.0 * np.mean(np.abs(pred - y) / denom)),
+        "r2": float(1.0 - np.sum(err_n**2) / ss_tot) if ss_tot > 0 else float("nan"),
+        "accuracy": float(np.mean(np.abs(err_n) < tol)),
+    }
+
+
+class MetricsLog:
+    """Append-only JSON lines; on resume, records after the restored epoch are dropped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def truncate_after(self, epoch: int) -> None:
+        if not self.path.exists():
+            return
+        keep = [line for line in self.read() if line.get("epoch", 0) <= epoch]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
