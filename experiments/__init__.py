@@ -1,0 +1,1 @@
+"""Reproductions and benchmarks; each module runs with `python -m experiments.<name>`."""
