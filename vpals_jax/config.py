@@ -9,6 +9,7 @@ the equivalent DictConfig) and never touches Hydra itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
@@ -58,12 +59,31 @@ class TrainConfig:
 
 
 @dataclass
+class SpecSetConfig:
+    """A ``conf/spec`` file: see ``vpals_jax.specs`` for the format."""
+
+    name: str = "specs"
+    space: str = "raw"  # units of region bounds: raw | normalized
+    region: dict[str, Any] = field(default_factory=lambda: {"default": "domain"})
+    specs: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class VerifierConfig:
+    name: str = "ouroboros"  # any registered backend: ouroboros, crown, lirpa, milp
+    time_budget_s: float = 60.0  # per spec
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     name: str = "default"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    spec: SpecSetConfig = field(default_factory=SpecSetConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     # where a Hydra-free call writes; the Hydra entry point uses its own output directory
     run_dir: str = MISSING
 

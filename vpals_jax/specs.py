@@ -20,25 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from verifiers import Box, Monotonicity, OutputBound, Spec, spec_from_dict
+from vpals_jax.config import SpecSetConfig
 from vpals_jax.data.normalizer import MinMaxNormalizer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SpecSetConfig:
-    """Schema of a ``conf/spec`` file (registered in the ConfigStore by ``vpals_jax.verify``)."""
-
-    name: str = "specs"
-    space: str = "raw"
-    region: dict[str, Any] = field(default_factory=lambda: {"default": "domain"})
-    specs: list[Any] = field(default_factory=list)
 
 
 def _interval(value: Any, feature: str, lo: float, hi: float) -> tuple[float, float]:

@@ -12,7 +12,6 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -20,16 +19,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from verifiers import Verdict, get_verifier
 from vpals_jax.cli import fail
-from vpals_jax.specs import SpecSetConfig, build_specs
+from vpals_jax.config import SpecSetConfig, VerifierConfig
+from vpals_jax.specs import build_specs
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VerifierConfig:
-    name: str = "ouroboros"
-    time_budget_s: float = 60.0  # per spec
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
