@@ -56,6 +56,18 @@ class TrainConfig:
     tolerance: float = 0.05  # accuracy-within-tolerance on the normalised target (Ouroboros)
     resume: bool = False
     progress: bool = True
+    # The training-verification loop (Ouroboros): normal | vanilla | spec_data | early_rejection
+    loop: str = "normal"
+    verify_at_end: bool = False  # normal loop: verify the final model once (the unverified baseline)
+    accuracy_threshold: float = 0.9  # verify only once train accuracy reaches it; stop needs it too
+    verify_every: int = 1  # epochs between verification rounds
+    lam: float = 0.1  # weight of the spec-aware hinge loss
+    eps: float = 1e-2  # step along the spec's feature for counterexample pairs (normalised units)
+    max_wall_s: float = 600.0  # wall-clock budget of the whole loop (training + verification)
+    reset_weights: bool = False  # re-initialise after each round instead of training on (incremental)
+    augment: int = 8  # spec_data: jittered copies added per counterexample
+    pool_capacity: int = 4096  # counterexample pairs kept (ring buffer)
+    pair_batch: int = 256  # pairs drawn per training step
 
 
 @dataclass

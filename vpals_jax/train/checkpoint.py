@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flax import serialization
 from flax.training.train_state import TrainState
 
@@ -28,7 +29,12 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 
 
 def save_checkpoint(
-    run_dir: str | Path, state: TrainState, normalizer: MinMaxNormalizer, config: dict, meta: dict[str, Any]
+    run_dir: str | Path,
+    state: TrainState,
+    normalizer: MinMaxNormalizer,
+    config: dict,
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray] | None = None,
 ) -> Path:
     final = checkpoint_path(run_dir)
     tmp = final.with_name(CHECKPOINT_DIR + ".tmp")
@@ -38,6 +44,8 @@ def save_checkpoint(
     (tmp / "normalizer.json").write_text(json.dumps(normalizer.to_dict(), indent=1))
     (tmp / "config.json").write_text(json.dumps(config, indent=1))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    if arrays:
+        np.savez(tmp / "arrays.npz", **arrays)
     old = final.with_name(CHECKPOINT_DIR + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -47,11 +55,14 @@ def save_checkpoint(
     return final
 
 
-def restore_state(run_dir: str | Path, target: TrainState) -> tuple[TrainState, dict[str, Any]]:
-    """Restore into ``target`` (a freshly created state of the same shapes)."""
+def restore_state(
+    run_dir: str | Path, target: TrainState
+) -> tuple[TrainState, dict[str, Any], dict[str, np.ndarray]]:
+    """Restore into ``target`` (a freshly created state of the same shapes): state, meta, arrays."""
     path = checkpoint_path(run_dir)
     state = serialization.from_bytes(target, (path / "state.msgpack").read_bytes())
-    return state, json.loads((path / "meta.json").read_text())
+    arrays = dict(np.load(path / "arrays.npz")) if (path / "arrays.npz").is_file() else {}
+    return state, json.loads((path / "meta.json").read_text()), arrays
 
 
 def load_checkpoint(run_dir: str | Path) -> tuple[dict, MinMaxNormalizer, dict, dict]:

@@ -31,3 +31,30 @@ def plot_training_curve(records: list[dict[str, Any]], path: Path, title: str = 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_wall_time(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Accuracy against wall time with verification intervals shaded (the paper's Figure 5)."""
+    epochs = [r for r in records if "train" in r]
+    rounds = [r for r in records if r.get("event") == "verification"]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    if epochs:
+        t = [r["wall_s"] for r in epochs]
+        ax.plot(t, [r["train"]["accuracy"] for r in epochs], "-o", ms=3, label="train accuracy")
+        ax.plot(t, [r["test"]["accuracy"] for r in epochs], "--", label="test accuracy")
+    for k, r in enumerate(rounds):
+        ok = all(v["status"] == "VERIFIED" for v in r["verdicts"])
+        ax.axvspan(r["start_s"], max(r["end_s"], r["start_s"] + 1e-3), color="tab:green" if ok else "tab:red",
+                   alpha=0.25, label=("verification (all VERIFIED)" if ok else "verification (not verified)")
+                   if k in (0, len(rounds) - 1) else None)  # fmt: skip
+    ax.set(xlabel="wall time (s)", ylabel="accuracy within tolerance", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="lower right")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -15,16 +15,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from verifiers import Verdict
 from vpals_jax.config import Config
+from vpals_jax.convert import to_relu_network
 from vpals_jax.data.dataset import Dataset, load_dataset
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
+from vpals_jax.specs import build_specs
 from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.metrics import MetricsLog, regression_metrics
-from vpals_jax.train.plots import plot_training_curve
+from vpals_jax.train.loop import Corrector
+from vpals_jax.train.plots import plot_training_curve, plot_wall_time
 from vpals_jax.train.steps import create_state, epoch_key, predict, train_epoch
 
 log = logging.getLogger(__name__)
@@ -50,60 +55,127 @@ def evaluate(state, data: Dataset, norm: MinMaxNormalizer, tol: float) -> dict[s
     return out
 
 
+def _final_verdicts(corrector: Corrector | None) -> dict[int, tuple[int, Verdict]]:
+    """Latest verdict of every spec, with the round it comes from."""
+    latest: dict[int, tuple[int, Verdict]] = {}
+    for rnd in corrector.rounds if corrector else []:
+        for i, v in rnd.verdicts.items():
+            latest[i] = (rnd.index, v)
+    return latest
+
+
 def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
-    """Train one model as configured; return the summary (also written to ``summary.json``)."""
+    """Train one model as configured (with the verifier in the loop unless ``train.loop=normal``).
+
+    Returns the summary, also written to ``summary.json``.
+    """
     cfg = as_config(cfg)
+    tc = cfg.train
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt.has_checkpoint(run_dir) and not cfg.train.resume:
+    if ckpt.has_checkpoint(run_dir) and not tc.resume:
         raise RunDirError(
             f"run directory {run_dir} already holds a checkpoint; pass train.resume=true to continue it "
             "or choose another run directory"
         )
-    if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
-        raise ValueError(f"train.epochs and train.batch_size must be >= 1 (got {cfg.train.epochs}, {cfg.train.batch_size})")
+    if tc.epochs < 1 or tc.batch_size < 1:
+        raise ValueError(f"train.epochs and train.batch_size must be >= 1 (got {tc.epochs}, {tc.batch_size})")
     config_dict = asdict(cfg)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
     data = load_dataset(cfg.data)
-    if cfg.train.batch_size > len(data.x_train):
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.x_train)} training rows")
+    if tc.batch_size > len(data.x_train):
+        raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {len(data.x_train)} training rows")
     norm = MinMaxNormalizer.fit(data.x_train, data.y_train, data.feature_names, data.target_name)
     x_train = jnp.asarray(norm.transform_x(data.x_train), jnp.float32)
     y_train = jnp.asarray(norm.transform_y(data.y_train), jnp.float32)
+    n_features = len(data.feature_names)
+
+    corrector = None
+    if tc.loop != "normal" or tc.verify_at_end:
+        specs = build_specs(cfg.spec, norm)
+        corrector = Corrector(tc, cfg.verifier, specs, n_features, seed=tc.seed)
 
     model = build_model(cfg.model)
-    state = create_state(model, cfg.optim, len(data.feature_names), cfg.train.seed)
-    start_epoch, elapsed = 0, 0.0
+    state = create_state(model, cfg.optim, n_features, tc.seed)
+    start_epoch, train_time, wall_before = 0, 0.0, 0.0
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    if cfg.train.resume and ckpt.has_checkpoint(run_dir):
-        state, meta = ckpt.restore_state(run_dir, state)
-        start_epoch, elapsed = meta["epoch"], meta.get("train_time_s", 0.0)
+    if tc.resume and ckpt.has_checkpoint(run_dir):
+        state, meta, arrays = ckpt.restore_state(run_dir, state)
+        start_epoch, train_time, wall_before = meta["epoch"], meta["train_time_s"], meta["wall_s"]
+        if corrector:
+            corrector.restore(arrays, meta.get("rounds", []))
         metrics.truncate_after(start_epoch)
         log.info("resumed %s at epoch %d", run_dir, start_epoch)
     elif metrics.path.exists():
         metrics.path.unlink()
 
-    bar = tqdm(
-        range(start_epoch, cfg.train.epochs),
-        initial=start_epoch,
-        total=cfg.train.epochs,
-        desc=f"train {data.name}",
-        disable=not cfg.train.progress,
-        unit="epoch",
-    )
-    result = evaluate(state, data, norm, cfg.train.tolerance) if start_epoch >= cfg.train.epochs else None
-    for epoch in bar:
-        t0 = time.perf_counter()
-        state, loss = train_epoch(state, x_train, y_train, epoch_key(cfg.train.seed, epoch), cfg.train.batch_size)
-        jax.block_until_ready(loss)
-        elapsed += time.perf_counter() - t0
-        result = evaluate(state, data, norm, cfg.train.tolerance)
-        metrics.write({"epoch": epoch + 1, "train_time_s": elapsed, "batch_loss": float(loss), **result})
-        ckpt.save_checkpoint(run_dir, state, norm, config_dict, {"epoch": epoch + 1, "train_time_s": elapsed})
-        bar.set_postfix(loss=f"{float(loss):.2e}", test_acc=f"{result['test']['accuracy']:.3f}")
+    t_start = time.perf_counter()
 
-    plot_training_curve(metrics.read(), run_dir / "training_curve.png", title=f"{data.name}: {data.target_name}")
+    def clock() -> float:
+        return wall_before + time.perf_counter() - t_start
+
+    def save(epoch: int, stop: str | None = None) -> None:
+        meta = {"epoch": epoch, "train_time_s": train_time, "wall_s": clock(), "stop_reason": stop,
+                "rounds": corrector.rounds_meta() if corrector else []}  # fmt: skip
+        ckpt.save_checkpoint(run_dir, state, norm, config_dict, meta, corrector.state_arrays() if corrector else None)
+
+    bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc=f"train {data.name} ({tc.loop})",
+               disable=not tc.progress, unit="epoch")  # fmt: skip
+    result = evaluate(state, data, norm, tc.tolerance)
+    stop_reason, verified_at = "epochs done", None
+    epoch = start_epoch
+    for epoch in bar:
+        if tc.loop != "normal" and clock() > tc.max_wall_s:
+            stop_reason = f"wall-clock budget of {tc.max_wall_s:g}s spent before the model was verified"
+            epoch -= 1
+            break
+        t0 = time.perf_counter()
+        pool = corrector.pool() if corrector and corrector.pool_size else None
+        state, loss = train_epoch(state, x_train, y_train, epoch_key(tc.seed, epoch), tc.batch_size, pool, tc.lam,
+                                  tc.pair_batch)  # fmt: skip
+        jax.block_until_ready(loss)
+        train_time += time.perf_counter() - t0
+        result = evaluate(state, data, norm, tc.tolerance)
+        metrics.write({"epoch": epoch + 1, "train_time_s": train_time, "wall_s": clock(), "batch_loss": float(loss),
+                       **result})  # fmt: skip
+        bar.set_postfix(loss=f"{float(loss):.2e}", test_acc=f"{result['test']['accuracy']:.3f}")
+        if corrector and corrector.due(epoch + 1, result["train"]["accuracy"]):
+            rnd = corrector.verify(to_relu_network(state.params), epoch + 1, clock())
+            metrics.write(rnd.record(corrector.specs))
+            log.info("round %d: %s", rnd.index, ", ".join(v.status.value for v in rnd.verdicts.values()))
+            if rnd.all_verified and len(rnd.verdicts) == len(corrector.specs):
+                stop_reason, verified_at = "verified", clock()
+                save(epoch + 1, stop_reason)
+                epoch += 1
+                break
+            if tc.reset_weights:
+                state = create_state(model, cfg.optim, n_features, tc.seed + 1000 * rnd.index)
+        save(epoch + 1)
+    else:
+        epoch = tc.epochs
+        if tc.loop != "normal":
+            stop_reason = f"epoch budget of {tc.epochs} spent before the model was verified"
+
+    if tc.loop == "normal" and corrector:
+        rnd = corrector.verify(to_relu_network(state.params), epoch, clock())
+        metrics.write(rnd.record(corrector.specs))
+        if rnd.all_verified:
+            verified_at = clock()
+    return _finish(cfg, run_dir, data, result, corrector, state, metrics, stop_reason, verified_at, train_time, clock())
+
+
+def _finish(cfg: Config, run_dir: Path, data: Dataset, result: dict, corrector: Corrector | None, state,
+            metrics: MetricsLog, stop_reason: str, verified_at: float | None, train_time: float,
+            wall: float) -> dict[str, Any]:  # fmt: skip
+    records = metrics.read()
+    title = f"{data.name}: {data.target_name} ({cfg.train.loop})"
+    plot_training_curve(records, run_dir / "training_curve.png", title=title)
+    if corrector:
+        plot_wall_time(records, run_dir / "wall_time.png", title=title)
+    latest = _final_verdicts(corrector)
+    net = to_relu_network(state.params) if corrector else None
+    verified = bool(corrector) and len(latest) == len(corrector.specs) and verified_at is not None
     summary = {
         "name": cfg.name,
         "data": data.name,
@@ -111,15 +183,29 @@ def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
         "features": data.feature_names,
         "n_train": int(len(data.x_train)),
         "n_test": int(len(data.x_test)),
+        "loop": cfg.train.loop,
         "epochs": cfg.train.epochs,
-        "train_time_s": elapsed,
+        "train_time_s": train_time,
+        "wall_time_s": wall,
         "train": result["train"],
         "test": result["test"],
         "tolerance": cfg.train.tolerance,
+        "verified": verified,
+        "stop_reason": stop_reason if corrector else "epochs done",
+        "time_to_verified_s": verified_at,
+        "rounds": len(corrector.rounds) if corrector else 0,
+        "counterexamples": len(corrector.pairs) if corrector else 0,
+        "counterexample_accuracy": corrector.counterexample_accuracy(net) if corrector else None,
+        "verdicts": [
+            {"spec": corrector.specs[i].to_dict().get("name") or corrector.specs[i].kind, "round": r,
+             "status": v.status.value, "verified_fraction": v.verified_fraction, "time_s": v.wall_time_s}
+            for i, (r, v) in sorted(latest.items())
+        ],  # fmt: skip
         "run_dir": str(run_dir),
     }
+    vols = [v["verified_fraction"] for v in summary["verdicts"]]
+    summary["verified_volume"] = float(np.mean(vols)) if vols else None
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    log.info("test accuracy %.4f (tol %.3g), RMSE %.4g, R2 %.3f", summary["test"]["accuracy"],
-             cfg.train.tolerance, summary["test"]["rmse"], summary["test"]["r2"])  # fmt: skip
+    log.info("test accuracy %.4f (tol %.3g), RMSE %.4g, R2 %.3f; %s", summary["test"]["accuracy"],
+             cfg.train.tolerance, summary["test"]["rmse"], summary["test"]["r2"], summary["stop_reason"])  # fmt: skip
     return summary
-
