@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, compose_train
+from helpers import CONF_DIR, compose_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 

@@ -7,7 +7,6 @@ subdirectory ``<run_dir>/verify/<time>_<spec>_<verifier>/``.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from verifiers import Verdict, get_verifier
+from vpals_jax.certificate import save_verdicts
 from vpals_jax.cli import fail
 from vpals_jax.config import SpecSetConfig, VerifierConfig
 from vpals_jax.specs import build_specs
@@ -65,16 +65,9 @@ def verify_run(run_dir: str | Path, spec: SpecSetConfig, verifier: VerifierConfi
     net, normalizer, _ = load_network(str(run_dir))
     specs = build_specs(spec, normalizer)
     verdicts = verify_network(net, specs, verifier)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "run_dir": str(run_dir),
-        "spec_set": spec.name,
-        "verifier": {"name": verifier.name, "time_budget_s": verifier.time_budget_s, "options": dict(verifier.options)},
-        "features": list(normalizer.feature_names),
-        "verdicts": [v.to_dict() for v in verdicts],
-    }
-    (out / "verdicts.json").write_text(json.dumps(payload, indent=1))
+    save_verdicts(out_dir, net, verdicts, list(normalizer.feature_names), run_dir=str(run_dir), spec_set=spec.name,
+                  verifier={"name": verifier.name, "time_budget_s": verifier.time_budget_s,
+                            "options": dict(verifier.options)})  # fmt: skip
     return verdicts
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_table
+from helpers import make_table
 
 from vpals_jax.config import DataConfig
 from vpals_jax.data.dataset import load_dataset

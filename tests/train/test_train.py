@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compose_train
+from helpers import compose_train
 from flax import serialization
 
 from vpals_jax.config import ModelConfig, OptimConfig

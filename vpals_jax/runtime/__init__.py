@@ -1,0 +1,1 @@
+"""Serving: the safe runtime predictor and its command line."""

@@ -1,0 +1,127 @@
+"""``vpals-predict run_dir=RUN input=metrics.csv|- [slo_ms=..] [max_slowdown=..] [policy=flag]``.
+
+Writes one JSON line per input row: prediction, status, decision. With ``input=-`` it reads
+JSON lines from standard input and answers each line as it arrives; a malformed line gets an
+``error`` line of its own, so no line is ever lost. ``--watch`` reads live PSI and CPU/memory
+metrics of this machine (optionally of one cgroup) every ``interval`` seconds and prints a
+decision per tick, for ``count`` ticks or until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import pandas as pd
+
+from vpals_jax.cli import fail
+from vpals_jax.data.tables import DataError, read_frame
+
+KEYS = {"run_dir": None, "input": None, "policy": "flag", "ood_margin": "0.05", "slo_ms": None,
+        "max_slowdown": None, "interval": "1.0", "count": "0", "cgroup": None, "cpu_quota_cores": None,
+        "mem_limit_mb": None, "batch": "4096"}  # fmt: skip
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="vpals-predict", description=__doc__.splitlines()[0])
+    ap.add_argument("--watch", action="store_true", help="read live metrics of this machine every interval")
+    ap.add_argument("overrides", nargs="*", help=f"key=value; keys: {', '.join(KEYS)}")
+    ns = ap.parse_args(argv)
+    args: dict[str, Any] = dict(KEYS)
+    for item in ns.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in KEYS:
+            ap.error(f"expected key=value with a key among {list(KEYS)}, got {item!r}")
+        args[key] = value
+    if not args["run_dir"]:
+        ap.error("run_dir=... is required")
+    if not ns.watch and not args["input"]:
+        ap.error("give input=FILE (CSV/Parquet), input=- (JSON lines on stdin), or --watch")
+    args["watch"] = ns.watch
+    for key in ("ood_margin", "slo_ms", "max_slowdown", "interval", "cpu_quota_cores", "mem_limit_mb"):
+        if args[key] is not None:
+            args[key] = float(args[key])
+    args["count"], args["batch"] = int(args["count"]), int(args["batch"])
+    return args
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def answer_rows(predictor, frame: pd.DataFrame, args: dict[str, Any]) -> list[dict[str, Any]]:
+    if args["slo_ms"] is not None or args["max_slowdown"] is not None:
+        out = predictor.decide(frame, slo_ms=args["slo_ms"], max_slowdown=args["max_slowdown"])
+    else:
+        out = predictor.predict(frame).to_frame()
+    return [{k: _clean(v) for k, v in rec.items()} for rec in out.to_dict(orient="records")]
+
+
+def stream_lines(predictor, lines: TextIO, out: TextIO, args: dict[str, Any]) -> int:
+    """Answer JSON lines one by one (a resource manager feeds them live); returns the error count."""
+    errors = 0
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+        except ValueError as e:
+            errors += 1
+            out.write(json.dumps({"line": n, "error": f"malformed line: {e}"}) + "\n")
+        else:
+            out.write(json.dumps({"line": n, **answer_rows(predictor, pd.DataFrame([row]), args)[0]}) + "\n")
+        out.flush()
+    return errors
+
+
+def live_rows(args: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    from vpals_jax.runtime.live import LiveReader
+
+    reader = LiveReader(cgroup=args["cgroup"], cpu_quota_cores=args["cpu_quota_cores"],
+                        mem_limit_mb=args["mem_limit_mb"])  # fmt: skip
+    ticks = 0
+    while args["count"] <= 0 or ticks < args["count"]:
+        time.sleep(args["interval"])
+        yield reader.read()
+        ticks += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from vpals_jax.runtime.predictor import SafePredictor
+
+    try:
+        predictor = SafePredictor.load(args["run_dir"], policy=args["policy"], ood_margin=args["ood_margin"])
+        if args["watch"]:
+            try:
+                for row in live_rows(args):
+                    rec = answer_rows(predictor, pd.DataFrame([row]), args)[0]
+                    print(json.dumps({"time": time.time(), **rec}), flush=True)
+            except KeyboardInterrupt:
+                pass
+            return 0
+        if args["input"] == "-":
+            errors = stream_lines(predictor, sys.stdin, sys.stdout, args)
+            if errors:
+                print(f"vpals-predict: {errors} malformed line(s) reported", file=sys.stderr)
+            return 0
+        frame = read_frame(args["input"])
+        for start in range(0, len(frame), args["batch"]):
+            for i, rec in enumerate(answer_rows(predictor, frame.iloc[start : start + args["batch"]], args)):
+                sys.stdout.write(json.dumps({"row": start + i, **rec}) + "\n")
+        return 0
+    except (DataError, ValueError, FileNotFoundError, OSError) as e:
+        fail("vpals-predict", e)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""``SafePredictor``: a latency predictor that says how far each answer can be trusted.
+
+Every row gets one status, checked in this order:
+
+* ``invalid``: a value is missing, NaN, inf or not a number;
+* ``out_of_distribution``: some feature leaves the training range widened by ``ood_margin``
+  (a fraction of that feature's range) — where the paper shows unverified networks go wrong;
+* ``verified``: the row lies inside a region over which *every* spec of the app's spec set was
+  VERIFIED on exactly these weights (certificates are matched by weight fingerprint);
+* ``unverified_region``: everything else inside the training domain.
+
+Rows that are not ``verified`` follow the ``policy``: ``flag`` (return the prediction, flagged),
+``bound`` (return a sound upper bound of the prediction over the nearest verified region, or
+refuse if there is none — a conservative answer for a migration decision), ``refuse`` (NaN).
+The guard runs in float64 NumPy (exact comparisons against the certified boxes); the network
+runs in float64 NumPy for small batches and in a jitted float32 JAX function for large ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from verifiers import Box, ReluNetwork, Status, Verdict, spec_from_dict
+from verifiers.bounds import output_bounds
+from vpals_jax.certificate import load_certificate_sets
+from vpals_jax.convert import load_network
+from vpals_jax.data import schema
+from vpals_jax.data.normalizer import MinMaxNormalizer
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("verified", "unverified_region", "out_of_distribution", "invalid")
+VERIFIED, UNVERIFIED, OOD, INVALID = range(4)
+POLICIES = ("flag", "bound", "refuse")
+JAX_MIN_ROWS = 256  # below this, NumPy's float64 forward pass beats JAX's dispatch overhead
+
+
+@dataclass
+class Prediction:
+    """Per-row results; ``latency`` is in the target's raw units (NaN where refused or invalid)."""
+
+    latency: np.ndarray
+    status_code: np.ndarray  # index into STATUSES
+    bounded: np.ndarray  # True where ``latency`` is the policy's conservative bound
+
+    @property
+    def status(self) -> np.ndarray:
+        return np.asarray(STATUSES, dtype=object)[self.status_code]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"prediction": self.latency, "status": self.status, "bounded": self.bounded})
+
+
+def verified_regions(certificate_sets: list[list[Verdict]], n_features: int) -> list[Box]:
+    """One box per certificate whose verdicts are all VERIFIED: the intersection of their regions."""
+    boxes = []
+    for verdicts in certificate_sets:
+        if not verdicts or any(v.status != Status.VERIFIED for v in verdicts):
+            continue
+        regions = [spec_from_dict(v.spec).region for v in verdicts]
+        lo = np.max([r.lower for r in regions], axis=0)
+        hi = np.min([r.upper for r in regions], axis=0)
+        if lo.size == n_features and np.all(lo <= hi):
+            boxes.append(Box(lo, hi))
+    return boxes
+
+
+class SafePredictor:
+    def __init__(
+        self,
+        net: ReluNetwork,
+        normalizer: MinMaxNormalizer,
+        regions: list[Box],
+        policy: str = "flag",
+        ood_margin: float = 0.05,
+    ):
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; use one of {list(POLICIES)}")
+        if not ood_margin >= 0:
+            raise ValueError(f"ood_margin must be >= 0, got {ood_margin}")
+        self.net, self.normalizer, self.regions, self.policy = net, normalizer, regions, policy
+        self.features = list(normalizer.feature_names)
+        # Guards compare raw values, so rows are never normalised just to be checked.
+        self._dom_lo = normalizer.x_min - ood_margin * normalizer.x_scale
+        self._dom_hi = normalizer.x_max + ood_margin * normalizer.x_scale
+        self._reg_lo = np.array([normalizer.inverse_x(r.lower) for r in regions]).reshape(-1, len(self.features))
+        self._reg_hi = np.array([normalizer.inverse_x(r.upper) for r in regions]).reshape(-1, len(self.features))
+        # Sound upper bound of the (normalised) output over each verified region, for policy=bound.
+        self._reg_ub = np.array([float(np.ravel(output_bounds(net, r.lower[None], r.upper[None])[1])[0]) for r in regions])
+        self._w32 = [jnp.asarray(w, jnp.float32) for w in net.weights]
+        self._b32 = [jnp.asarray(b, jnp.float32) for b in net.biases]
+        self._x_min32 = jnp.asarray(normalizer.x_min, jnp.float32)
+        self._x_inv32 = jnp.asarray(1.0 / normalizer.x_scale, jnp.float32)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, policy: str = "flag", ood_margin: float = 0.05) -> SafePredictor:
+        """Model, normaliser and certificates of a run (see ``vpals_jax.certificate``)."""
+        net, normalizer, config = load_network(str(run_dir))
+        spec_set = config.get("spec", {}).get("name")
+        sets = load_certificate_sets(run_dir, net, spec_set=spec_set)
+        regions = verified_regions(sets, len(normalizer.feature_names))
+        log.info("%s: %d verified region(s) from %d matching certificate(s)", run_dir, len(regions), len(sets))
+        return cls(net, normalizer, regions, policy=policy, ood_margin=ood_margin)
+
+    # -- input --------------------------------------------------------------------------------
+    def as_matrix(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> np.ndarray:
+        """Raw rows -> float64 matrix in the model's feature order; unusable values become NaN."""
+        if isinstance(rows, Mapping):
+            rows = pd.DataFrame([rows])
+        if isinstance(rows, pd.DataFrame):
+            missing = [f for f in self.features if f not in rows.columns]
+            if missing and len(rows.columns) > 0:
+                log.debug("missing columns %s: rows are invalid", missing)
+            cols = [pd.to_numeric(rows[f], errors="coerce") if f in rows.columns else pd.Series(np.nan, index=rows.index)
+                    for f in self.features]  # fmt: skip
+            return np.column_stack([c.to_numpy(np.float64, na_value=np.nan) for c in cols]) if cols else np.empty((0, 0))
+        x = np.asarray(rows)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != len(self.features):
+            raise ValueError(f"expected rows of {len(self.features)} features ({', '.join(self.features)}), "
+                             f"got an array of shape {x.shape}")  # fmt: skip
+        if x.dtype.kind not in "fiub":
+            return pd.DataFrame(x, columns=self.features).apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        return x.astype(np.float64, copy=False)
+
+    # -- guard + model ------------------------------------------------------------------------
+    def status_codes(self, x: np.ndarray) -> np.ndarray:
+        valid = np.isfinite(x).all(axis=1)
+        in_domain = ((x >= self._dom_lo) & (x <= self._dom_hi)).all(axis=1)
+        codes = np.where(valid, np.where(in_domain, UNVERIFIED, OOD), INVALID).astype(np.int8)
+        if len(self.regions):
+            inside = ((x[:, None, :] >= self._reg_lo) & (x[:, None, :] <= self._reg_hi)).all(axis=2).any(axis=1)
+            codes[(codes == UNVERIFIED) & inside] = VERIFIED
+        return codes
+
+    def _forward_normalised(self, x: np.ndarray) -> np.ndarray:
+        if len(x) < JAX_MIN_ROWS:
+            return self.net.forward(self.normalizer.transform_x(x))[:, 0]
+        return np.asarray(_mlp32(self._w32, self._b32, self._x_min32, self._x_inv32, jnp.asarray(x, jnp.float32)),
+                          dtype=np.float64)  # fmt: skip
+
+    def predict(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> Prediction:
+        x = self.as_matrix(rows)
+        codes = self.status_codes(x)
+        y_n = self._forward_normalised(np.where(np.isfinite(x), x, self.normalizer.x_min))
+        bounded = np.zeros(len(x), bool)
+        untrusted = codes != VERIFIED
+        if self.policy == "refuse":
+            y_n = np.where(untrusted, np.nan, y_n)
+        elif self.policy == "bound" and untrusted.any():
+            y_n = y_n.copy()
+            y_n[untrusted] = self._nearest_region_bound(x[untrusted])
+            bounded = untrusted & np.isfinite(y_n)
+        y_n[codes == INVALID] = np.nan
+        return Prediction(self.normalizer.inverse_y(y_n), codes, bounded & (codes != INVALID))
+
+    def _nearest_region_bound(self, x: np.ndarray) -> np.ndarray:
+        if not len(self.regions):
+            return np.full(len(x), np.nan)
+        xn = self.normalizer.transform_x(np.where(np.isfinite(x), x, self.normalizer.x_min))
+        lo, hi = self.normalizer.transform_x(self._reg_lo), self.normalizer.transform_x(self._reg_hi)
+        gap = np.maximum(lo[None] - xn[:, None], 0) + np.maximum(xn[:, None] - hi[None], 0)
+        return self._reg_ub[np.argmin(np.linalg.norm(gap, axis=2), axis=1)]
+
+    # -- decision -----------------------------------------------------------------------------
+    def baseline(self, x: np.ndarray) -> np.ndarray:
+        """Predicted latency with every pressure feature at its training minimum (no interference)."""
+        base = np.where(np.isfinite(x), x, self.normalizer.x_min).copy()
+        for i, f in enumerate(self.features):
+            col = schema.COLUMN_BY_NAME.get(f)
+            if col is not None and f.startswith(("sys_psi_", "cg_psi_")) and col.latency_direction > 0:
+                base[:, i] = self.normalizer.x_min[i]
+        return self.normalizer.inverse_y(self._forward_normalised(base))
+
+    def decide(
+        self,
+        rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list,
+        slo_ms: float | None = None,
+        max_slowdown: float | None = None,
+    ) -> pd.DataFrame:
+        """Per task: ``migrate`` (SLO exceeded, trusted), ``stay`` (within SLO, trusted) or ``defer``.
+
+        The SLO is an absolute latency (``slo_ms``, the target's units) and/or a slowdown against the
+        app's no-interference baseline (``max_slowdown``). Only ``verified`` rows, or rows answered
+        by a sound bound (policy ``bound``), are trusted; the rest are deferred with the reason.
+        """
+        if slo_ms is None and max_slowdown is None:
+            raise ValueError("decide needs slo_ms and/or max_slowdown")
+        x = self.as_matrix(rows)
+        pred = self.predict(x)
+        slowdown = pred.latency / np.maximum(self.baseline(x), 1e-12)
+        over = np.zeros(len(x), bool)
+        if slo_ms is not None:
+            over |= pred.latency > slo_ms
+        if max_slowdown is not None:
+            over |= slowdown > max_slowdown
+        trusted = (pred.status_code == VERIFIED) | pred.bounded
+        decision = np.where(trusted, np.where(over, "migrate", "stay"), "defer").astype(object)
+        reason = np.where(
+            trusted,
+            np.where(over, "predicted latency exceeds the SLO", "within the SLO"),
+            np.where(pred.status_code == INVALID, "invalid input", "prediction not trusted: ")
+            + np.where(pred.status_code == INVALID, "", pred.status),
+        ).astype(object)
+        out = pred.to_frame()
+        out["slowdown"] = slowdown
+        out["decision"], out["reason"] = decision, reason
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"features": self.features, "target": self.normalizer.target_name, "policy": self.policy,
+                "verified_regions": len(self.regions)}  # fmt: skip
+
+
+@jax.jit
+def _mlp32(weights, biases, x_min, x_inv, x):
+    h = (x - x_min) * x_inv
+    for w, b in zip(weights[:-1], biases[:-1]):
+        h = jnp.maximum(h @ w + b, 0.0)
+    return (h @ weights[-1] + biases[-1])[:, 0]
+
