@@ -81,7 +81,10 @@ def device_net(net: ReluNetwork, precision: str = "float64") -> DeviceNet:
     gamma = 2.0 * (n_max + 8) * u
     w1_lo, w1_hi = _round_out(net.weights[0], dt)
     with jax.enable_x64(True):
-        put = lambda a: jnp.asarray(np.asarray(a, dtype=dt))
+
+        def put(a):
+            return jnp.asarray(np.asarray(a, dtype=dt))
+
         return DeviceNet(
             weights=tuple(put(w) for w in net.weights),
             abs_weights=tuple(put(np.abs(w)) for w in net.weights),

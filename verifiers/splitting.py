@@ -349,6 +349,8 @@ def split_and_bound(
 
     leaf_bounds = [b for b in (float(u_lb.min()) if len(u_lb) else math.inf, min_proven) if b < math.inf]
     best_bound = min(leaf_bounds) if leaf_bounds else None
+    if best_bound is not None and not math.isfinite(best_bound):
+        best_bound = None  # nothing known (a box never bounded): keep the verdict valid JSON
     if cexs:
         status = Status.FALSIFIED
         message = f"counterexample found after {examined} boxes"

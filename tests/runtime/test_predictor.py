@@ -138,3 +138,26 @@ def test_a_certificate_for_other_weights_is_not_trusted(tmp_path):
 def test_training_table_rows_get_statuses(predictor):
     frame = make_table(n=20, seed=9)
     assert set(predictor.predict(frame).status) <= {"verified", "unverified_region", "out_of_distribution"}
+
+
+def test_fused_float32_guard_agrees_with_the_exact_float64_guard(predictor, certified_run):
+    """Rows on and one float64 ulp around every boundary: the jitted path must not round across."""
+    norm = certified_run[1]
+    base = inside_rows(norm, n=1)[0]
+    lo = predictor._dom_lo
+    hi = predictor._dom_hi
+    edges = [lo, hi, predictor._reg_lo[0], predictor._reg_hi[0]]
+    rows = []
+    for j in range(len(FEATS)):
+        for edge in edges:
+            for v in (edge[j], np.nextafter(edge[j], -np.inf), np.nextafter(edge[j], np.inf)):
+                r = base.copy()
+                r[j] = v
+                rows.append(r)
+    x = np.array(rows * 3)  # >= JAX_MIN_ROWS rows: the fused path
+    x[::7, 3] = np.nan
+    x[::11, 2] = 1e300  # finite in float64, inf in float32
+    fused = predictor.predict(x).status_code
+    exact = predictor.status_codes(x)
+    np.testing.assert_array_equal(fused, exact)
+    assert {0, 1, 2, 3} <= set(exact.tolist())

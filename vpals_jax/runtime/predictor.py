@@ -100,6 +100,13 @@ class SafePredictor:
         self._b32 = [jnp.asarray(b, jnp.float32) for b in net.biases]
         self._x_min32 = jnp.asarray(normalizer.x_min, jnp.float32)
         self._x_inv32 = jnp.asarray(1.0 / normalizer.x_scale, jnp.float32)
+        # float32 bounds for the fused guard: "strictly inside" tests that imply the float64 test.
+        self._bounds32 = tuple(jnp.asarray(a) for a in (
+            _round32(self._dom_lo, up=True), _round32(self._dom_hi, up=False),
+            _round32(self._dom_lo, up=False), _round32(self._dom_hi, up=True),
+            _round32(self._reg_lo, up=True), _round32(self._reg_hi, up=False),
+            _round32(self._reg_lo, up=False), _round32(self._reg_hi, up=True),
+        ))  # fmt: skip
 
     @classmethod
     def load(cls, run_dir: str | Path, policy: str = "flag", ood_margin: float = 0.05) -> SafePredictor:
@@ -149,10 +156,29 @@ class SafePredictor:
         return np.asarray(_mlp32(self._w32, self._b32, self._x_min32, self._x_inv32, jnp.asarray(x, jnp.float32)),
                           dtype=np.float64)  # fmt: skip
 
+    def _guarded_forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Status codes (exact) and normalised predictions.
+
+        Large batches run guard and model in one jitted float32 call; a float32 comparison decides
+        a row only when it implies the float64 one (see ``_round32``), and the few rows it cannot
+        decide (on a boundary, non-finite, beyond float32's range) are re-checked in float64.
+        """
+        if len(x) < JAX_MIN_ROWS:
+            codes = self.status_codes(x)
+            clean = np.where(np.isfinite(x), x, self.normalizer.x_min)
+            return codes, self.net.forward(self.normalizer.transform_x(clean))[:, 0]
+        with np.errstate(over="ignore"):  # values beyond float32's range become inf: re-checked below
+            x32 = x.astype(np.float32)
+        codes, y_n = _guarded32(self._w32, self._b32, self._x_min32, self._x_inv32, self._bounds32, x32)
+        codes, y_n = np.array(codes), np.asarray(y_n, dtype=np.float64)
+        undecided = codes == UNDECIDED
+        if undecided.any():
+            codes[undecided] = self.status_codes(x[undecided])
+        return codes, y_n
+
     def predict(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> Prediction:
         x = self.as_matrix(rows)
-        codes = self.status_codes(x)
-        y_n = self._forward_normalised(np.where(np.isfinite(x), x, self.normalizer.x_min))
+        codes, y_n = self._guarded_forward(x)
         bounded = np.zeros(len(x), bool)
         untrusted = codes != VERIFIED
         if self.policy == "refuse":
@@ -161,7 +187,7 @@ class SafePredictor:
             y_n = y_n.copy()
             y_n[untrusted] = self._nearest_region_bound(x[untrusted])
             bounded = untrusted & np.isfinite(y_n)
-        y_n[codes == INVALID] = np.nan
+        y_n = np.where(codes == INVALID, np.nan, y_n)
         return Prediction(self.normalizer.inverse_y(y_n), codes, bounded & (codes != INVALID))
 
     def _nearest_region_bound(self, x: np.ndarray) -> np.ndarray:
@@ -222,10 +248,44 @@ class SafePredictor:
                 "verified_regions": len(self.regions)}  # fmt: skip
 
 
+UNDECIDED = 127
+
+
+def _round32(a: np.ndarray, up: bool) -> np.ndarray:
+    """float64 bounds -> float32 numbers on the given side of them (never across)."""
+    f = np.asarray(a, np.float64).astype(np.float32)
+    wrong = f < a if up else f > a
+    return np.where(wrong, np.nextafter(f, np.float32(np.inf if up else -np.inf)), f).astype(np.float32)
+
+
 @jax.jit
 def _mlp32(weights, biases, x_min, x_inv, x):
     h = (x - x_min) * x_inv
     for w, b in zip(weights[:-1], biases[:-1]):
         h = jnp.maximum(h @ w + b, 0.0)
     return (h @ weights[-1] + biases[-1])[:, 0]
+
+
+@jax.jit
+def _guarded32(weights, biases, x_min, x_inv, bounds, x):
+    """Codes VERIFIED/UNVERIFIED/OOD where float32 settles them exactly, else UNDECIDED.
+
+    x32 = round(x) is within half an ulp of x, so x32 > lo_up (lo_up: the least float32 >= lo)
+    implies x > lo, and x32 < lo_down implies x < lo; rows with any coordinate in between, or
+    non-finite in float32, are left UNDECIDED for the exact float64 check.
+    """
+    dom_lo_up, dom_hi_dn, dom_lo_dn, dom_hi_up, reg_lo_up, reg_hi_dn, reg_lo_dn, reg_hi_up = bounds
+    finite = jnp.isfinite(x).all(axis=1)
+    in_dom = ((x > dom_lo_up) & (x < dom_hi_dn)).all(axis=1)
+    out_dom = ((x < dom_lo_dn) | (x > dom_hi_up)).any(axis=1)
+    in_reg = ((x[:, None] > reg_lo_up) & (x[:, None] < reg_hi_dn)).all(axis=2)  # (rows, regions)
+    out_reg = ((x[:, None] < reg_lo_dn) | (x[:, None] > reg_hi_up)).any(axis=2)
+    any_in, all_out = in_reg.any(axis=1), out_reg.all(axis=1)
+    code = jnp.where(
+        ~finite, UNDECIDED,
+        jnp.where(out_dom, OOD,
+                  jnp.where(~in_dom, UNDECIDED,
+                            jnp.where(any_in, VERIFIED, jnp.where(all_out, UNVERIFIED, UNDECIDED)))),
+    ).astype(jnp.int8)  # fmt: skip
+    return code, _mlp32(weights, biases, x_min, x_inv, jnp.where(jnp.isfinite(x), x, x_min))
 
