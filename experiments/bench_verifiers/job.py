@@ -1,0 +1,62 @@
+"""One benchmark job: one verifier configuration on every instance of a saved suite.
+
+Hydra app (``conf/bench_verifiers.yaml``) so that backends and methods sweep as a multirun:
+``python -m experiments.bench_verifiers.job -m suite_dir=S verifier=ouroboros,crown,lirpa_crown``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from experiments.bench_verifiers.suite import load_suite
+from verifiers import get_verifier
+from vpals_jax.config import VerifierConfig
+
+
+@dataclass
+class BenchJobConfig:
+    suite_dir: str = MISSING
+    time_limit_s: float = 8.0
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+
+
+ConfigStore.instance().store(name="bench_job_schema", node=BenchJobConfig)
+
+
+def run_job(suite_dir: Path, verifier: VerifierConfig, label: str, time_limit_s: float, out: Path) -> Path:
+    backend = get_verifier(verifier.name, **dict(verifier.options))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.jsonl"
+    with path.open("w") as f:
+        for inst in tqdm(load_suite(suite_dir), desc=label, unit="instance"):
+            v = backend.verify(inst.net, inst.spec, time_budget_s=time_limit_s)
+            f.write(json.dumps({
+                "instance": inst.name, "kind": inst.kind, "truth": inst.truth, "width": inst.width,
+                "depth": inst.depth, "n_inputs": inst.net.n_inputs, "tolerance": inst.spec.to_dict().get("tolerance"),
+                "verifier": label, "backend": verifier.name, "status": v.status.value, "time_s": v.wall_time_s,
+                "boxes": v.boxes, "best_bound": v.best_bound, "unresolved_fraction": v.unresolved_fraction,
+                "verified_fraction": v.verified_fraction, "counterexamples": len(v.counterexamples),
+                "worst_margin": v.worst_margin, "message": v.message[:300],
+            }) + "\n")  # fmt: skip
+            f.flush()
+    return path
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="bench_verifiers")
+def main(cfg: DictConfig) -> None:
+    typed: BenchJobConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BenchJobConfig), cfg))  # type: ignore[assignment]
+    label = HydraConfig.get().runtime.choices.get("verifier", typed.verifier.name)
+    run_job(Path(typed.suite_dir), typed.verifier, label, typed.time_limit_s, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

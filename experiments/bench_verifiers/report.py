@@ -1,0 +1,103 @@
+"""Aggregate benchmark jobs: results table, wrong verdicts, summary, cactus and scaling plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+DECIDED = ("VERIFIED", "FALSIFIED")
+
+
+def load_results(jobs_dir: Path) -> pd.DataFrame:
+    rows = [json.loads(line) for p in sorted(jobs_dir.glob("*/results.jsonl")) for line in p.read_text().splitlines()]
+    if not rows:
+        raise FileNotFoundError(f"no results.jsonl under {jobs_dir}")
+    return pd.DataFrame(rows)
+
+
+def wrong_verdicts(df: pd.DataFrame) -> pd.DataFrame:
+    """Contradictions between backends on one instance, and verdicts against known ground truth.
+
+    Every instance has one spec and one tolerance, so a VERIFIED from one backend and a
+    (re-checked) counterexample from another cannot both be right: both rows are listed.
+    """
+    wrong = []
+    for name, group in df.groupby("instance"):
+        proved = group[group.status == "VERIFIED"]
+        refuted = group[(group.status == "FALSIFIED") & (group.counterexamples > 0)]
+        if len(proved) and len(refuted):
+            for _, r in proved.iterrows():
+                wrong.append({**r.to_dict(), "why": f"VERIFIED but {', '.join(refuted.verifier)} found a re-checked counterexample"})  # fmt: skip
+        truth = group.truth.iloc[0]
+        if truth in DECIDED:
+            for _, r in group[group.status.isin(DECIDED) & (group.status != truth)].iterrows():
+                wrong.append({**r.to_dict(), "why": f"ground truth is {truth}"})
+    return pd.DataFrame(wrong)
+
+
+def summary(df: pd.DataFrame, wrong: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for label, g in df.groupby("verifier"):
+        solved = g[g.status.isin(DECIDED)]
+        rows.append({
+            "verifier": label, "instances": len(g), "solved": len(solved),
+            "verified": int((g.status == "VERIFIED").sum()), "falsified": int((g.status == "FALSIFIED").sum()),
+            "unknown/timeout": int(g.status.isin(["UNKNOWN", "TIMEOUT"]).sum()),
+            "error": int((g.status == "ERROR").sum()),
+            "wrong": int((wrong.verifier == label).sum()) if len(wrong) else 0,
+            "median_time_s (solved)": float(solved.time_s.median()) if len(solved) else float("nan"),
+            "total_boxes": int(g.boxes.sum()),
+        })  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["wrong", "solved"], ascending=[True, False])
+
+
+def cactus(df: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, g in df.groupby("verifier"):
+        times = sorted(g[g.status.isin(DECIDED)].time_s)
+        ax.step(times, range(1, len(times) + 1), where="post", label=f"{label} ({len(times)})")
+    ax.set(xscale="log", xlabel="time per instance (s)", ylabel="instances solved within that time",
+           title="verifier cactus plot: instances decided vs time")  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def scaling(df: pd.DataFrame, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for key, ax in zip(("width", "depth"), axes):
+        for label, g in df.groupby("verifier"):
+            means = g.groupby(key).time_s.median()
+            ax.plot(means.index, means.values, "-o", label=label)
+        ax.set(xlabel=f"network {key}", yscale="log", title=f"median time vs {key}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("time per instance (s), all verdicts")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(jobs_dir: Path, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    df = load_results(jobs_dir)
+    wrong = wrong_verdicts(df)
+    table = summary(df, wrong)
+    df.to_csv(out_dir / "results.csv", index=False)
+    lines = ["# Verifier benchmark", "", table.to_markdown(index=False, floatfmt=".3g"), ""]
+    if len(wrong):
+        lines += ["## WRONG VERDICTS", "", wrong[["instance", "verifier", "status", "why"]].to_markdown(index=False)]
+    else:
+        lines += ["No wrong verdicts: no VERIFIED was contradicted by a re-checked counterexample, and no verdict "
+                  "contradicts the ground truth of planted or by-construction instances."]  # fmt: skip
+    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    cactus(df, out_dir / "cactus.png")
+    scaling(df, out_dir / "scaling.png")
+    return table, wrong

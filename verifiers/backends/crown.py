@@ -1,0 +1,263 @@
+"""The ``crown`` backend: JAX-native linear (CROWN-style) bounds on the gradient, box splitting.
+
+Same search as the ``ouroboros`` backend (the shared engine :func:`verifiers.splitting.split_and_bound`
+and the shared witness search :func:`verifiers.witness.make_falsifier`); only the bounding function
+differs: :class:`verifiers.linear_bounds.LinearBounder` bounds ``sign * df/dx_i`` (Monotonicity)
+or ``f`` (OutputBound) over a batch of boxes with back-substituted linear relaxations, which are
+much tighter than intervals (see that module for the relaxations and the soundness argument).
+
+Monotonicity with tolerance ``t``: the engine's objective is ``sign * df/dx_i + t / W_i`` (``W_i``
+the region's width along ``i``). A box cover on which it is ``>= 0`` gives, for every pair in the
+region, ``sign * (f(x') - f(x)) >= -t d / W_i >= -t``; with ``t = 0`` this is exact monotonicity.
+OutputBound: ``min(f - lower, upper - f)``.
+
+Split choice (``split``): ``"coef"`` (default) scores dimension ``j`` of a box by ``|c_j| w_j``,
+``c`` the x-coefficients of the box's affine lower bound, plus the share of the first-layer
+unstable neurons' ranges that ``x_j`` accounts for (which halving ``x_j`` reduces); ``"widest"``
+is the Ouroboros rule (widest dimension relative to the region).
+
+Hybrid mode (``hybrid_milp=True``): the engine runs with ``hybrid_fraction`` of the time budget
+(and its box budget); every box it leaves unresolved, lowest bound first, is then decided exactly by
+the MILP of :mod:`verifiers.backends.milp` on that box, within the remaining time. Any MILP
+counterexample (re-checked as always) falsifies the spec; all boxes proven verifies it (a box
+proven by MILP is exact up to HiGHS's tolerances, see the milp backend).
+
+Options: ``max_boxes`` (200000), ``batch_size`` (256), ``n_samples`` (witness search, 1024),
+``n_grid`` (32), ``seed`` (0), ``order`` (``"breadth"`` or ``"best"``), ``split`` (``"coef"``),
+``hybrid_milp`` (False), ``hybrid_fraction`` (0.5), ``milp_abs_tol`` (1e-7), ``milp_threads`` (1).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from verifiers.base import Verifier, register_verifier
+from verifiers.linear_bounds import LinearBounder
+from verifiers.network import ReluNetwork
+from verifiers.specs import Monotonicity, OutputBound, Spec
+from verifiers.splitting import BoundFn, BoundResult, split_and_bound, widest_split_score
+from verifiers.verdict import Status, Verdict
+from verifiers.witness import make_falsifier
+
+SPLITS = ("coef", "widest")
+
+
+def _unstable_share(bounder: LinearBounder, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """For each box and input ``j``: sum over first-layer neurons whose interval straddles 0 of
+    the fraction of the neuron's range contributed by ``x_j`` (what halving ``x_j`` removes)."""
+    w0 = np.abs(bounder.net.weights[0])  # (n, n0)
+    width = upper - lower
+    c = (lower + upper) / 2 @ bounder.net.weights[0] + bounder.net.biases[0]
+    contrib = width[:, :, None] * w0[None, :, :] / 2  # (B, n, n0): radius share of x_j
+    rad = contrib.sum(axis=1)  # (B, n0)
+    unst = np.abs(c) < rad
+    frac = contrib / np.maximum(rad, 1e-300)[:, None, :]
+    return (frac * unst[:, None, :]).sum(axis=2)
+
+
+def make_crown_monotonicity_bound_fn(
+    bounder: LinearBounder, spec: Monotonicity, split: str = "coef", iters: int = 10, lr: float = 0.3
+) -> BoundFn:
+    """Bounding function of the splitting engine for ``sign * df/dx_i + t / W_i``."""
+    region = spec.region
+    i, sign = spec.feature, spec.sign
+    shift = spec.tolerance / float(region.widths[i]) if spec.tolerance > 0 else 0.0
+    rel = np.where(region.widths > 0, 1.0 / np.where(region.widths > 0, region.widths, 1.0), 0.0)
+
+    def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
+        d = bounder.derivative(lower, upper, i, sign, iters=iters, lr=lr)
+        if split == "widest":
+            score = widest_split_score(lower, upper, region)
+        else:
+            scale = np.maximum(np.abs(d.lower - shift)[:, None], 1e-12)
+            score = d.split_score / scale + _unstable_share(bounder, lower, upper) + 1e-6 * (upper - lower) * rel
+        lb = d.lower + shift
+        return BoundResult(lower=np.nextafter(lb, -np.inf), split_score=score, candidates=d.candidates)
+
+    return bound
+
+
+def make_crown_output_bound_fn(bounder: LinearBounder, spec: OutputBound, split: str = "coef") -> BoundFn:
+    """Bounding function for OutputBound: a lower bound of ``min(f - lower, upper - f)``."""
+    region = spec.region
+    rel = np.where(region.widths > 0, 1.0 / np.where(region.widths > 0, region.widths, 1.0), 0.0)
+
+    def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
+        o = bounder.output(lower, upper)
+        width = upper - lower
+        obj = np.full(o.lower.shape, np.inf)
+        coef = np.zeros_like(lower)
+        cand = (lower + upper) / 2
+        if spec.lower is not None:
+            v = o.lower - spec.lower
+            take = v < obj
+            obj = np.where(take, v, obj)
+            coef = np.where(take[:, None], o.coef_lower, coef)
+            cand = np.where(take[:, None], np.where(o.coef_lower >= 0, lower, upper), cand)
+        if spec.upper is not None:
+            v = spec.upper - o.upper
+            take = v < obj
+            obj = np.where(take, v, obj)
+            coef = np.where(take[:, None], o.coef_upper, coef)
+            cand = np.where(take[:, None], np.where(o.coef_upper >= 0, lower, upper), cand)
+        if split == "widest":
+            score = widest_split_score(lower, upper, region)
+        else:
+            score = np.abs(coef) * width + 1e-9 * width * rel
+        return BoundResult(lower=np.nextafter(obj, -np.inf), split_score=score, candidates=cand)
+
+    return bound
+
+
+@register_verifier
+class CrownVerifier(Verifier):
+    """Linear-bound branch and bound, optionally finished by MILP (see the module docstring)."""
+
+    name: ClassVar[str] = "crown"
+    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound"})
+    _DEFAULTS: ClassVar[dict[str, Any]] = dict(
+        max_boxes=200_000,
+        batch_size=256,
+        n_samples=1024,
+        n_grid=32,
+        seed=0,
+        order="breadth",
+        split="coef",
+        iters=10,
+        lr=0.3,
+        hybrid_milp=False,
+        hybrid_fraction=0.5,
+        milp_abs_tol=1e-7,
+        milp_threads=1,
+    )
+
+    def __init__(self, **options: Any):
+        unknown = sorted(set(options) - set(self._DEFAULTS))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown option(s) {unknown}; known: {sorted(self._DEFAULTS)}")
+        opts = {**self._DEFAULTS, **options}
+        it = opts["iters"]
+        if isinstance(it, bool) or not isinstance(it, int) or it < 0:
+            raise ValueError(f"{self.name}: iters must be a non-negative integer, got {it!r}")
+        if isinstance(opts["lr"], bool) or not isinstance(opts["lr"], (int, float)) or not opts["lr"] > 0:
+            raise ValueError(f"{self.name}: lr must be a positive number, got {opts['lr']!r}")
+        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "milp_threads"):
+            v = opts[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{self.name}: {key} must be a positive integer, got {v!r}")
+        if isinstance(opts["seed"], bool) or not isinstance(opts["seed"], int):
+            raise ValueError(f"{self.name}: seed must be an integer, got {opts['seed']!r}")
+        if opts["order"] not in ("breadth", "best"):
+            raise ValueError(f"{self.name}: order must be 'breadth' or 'best', got {opts['order']!r}")
+        if opts["split"] not in SPLITS:
+            raise ValueError(f"{self.name}: split must be one of {SPLITS}, got {opts['split']!r}")
+        if not isinstance(opts["hybrid_milp"], bool):
+            raise ValueError(f"{self.name}: hybrid_milp must be True or False, got {opts['hybrid_milp']!r}")
+        hf = opts["hybrid_fraction"]
+        if isinstance(hf, bool) or not isinstance(hf, (int, float)) or not 0 < hf <= 1:
+            raise ValueError(f"{self.name}: hybrid_fraction must be in (0, 1], got {hf!r}")
+        super().__init__(**opts)
+
+    def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
+        o = self.options
+        start = time.perf_counter()
+        base = dict(backend=self.name, spec=spec.to_dict(), settings=self.settings())
+        region = spec.region
+        if isinstance(spec, Monotonicity) and region.widths[spec.feature] == 0:
+            return Verdict(
+                status=Status.VERIFIED,
+                verified_fraction=1.0,
+                unresolved_fraction=0.0,
+                message=f"feature {spec.feature} is fixed in the region: no pair (x, x') exists",
+                **base,
+            )
+        bounder = LinearBounder(net, batch_size=o["batch_size"])
+        if isinstance(spec, Monotonicity):
+            bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"])
+        elif isinstance(spec, OutputBound):
+            bound_fn = make_crown_output_bound_fn(bounder, spec, o["split"])
+        else:  # pragma: no cover - guarded by supported_specs
+            raise AssertionError(spec.kind)
+        falsify_fn = make_falsifier(net, spec, n_samples=o["n_samples"], n_grid=o["n_grid"])
+        engine_budget = time_budget_s * (o["hybrid_fraction"] if o["hybrid_milp"] else 1.0)
+        res = split_and_bound(
+            region,
+            bound_fn,
+            falsify_fn,
+            batch_size=o["batch_size"],
+            max_boxes=o["max_boxes"],
+            time_budget_s=engine_budget,
+            order=o["order"],
+            check_fn=lambda c: spec.violation(net, c),
+            seed=o["seed"],
+        )
+        verdict = Verdict(**res.verdict_fields(), **base)
+        if o["hybrid_milp"] and res.status in (Status.UNKNOWN, Status.TIMEOUT) and len(res.unresolved_lower):
+            deadline = start + time_budget_s
+            verdict = _finish_with_milp(net, spec, res, verdict, bounder, deadline, o)
+        return verdict
+
+
+def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, deadline: float, o) -> Verdict:
+    """Decide the engine's unresolved boxes one by one with the MILP (lowest bound first)."""
+    from verifiers.backends.milp import decide_monotonicity_box, decide_output_box
+
+    order = np.argsort(res.unresolved_bound, kind="stable")
+    verified_vol = res.verified_fraction
+    remaining_vol = float(res.unresolved_volume.sum())
+    best = math.inf
+    done = 0
+    milp_s = 0.0
+    for j in order:
+        if time.perf_counter() >= deadline:
+            break
+        lo, hi = res.unresolved_lower[j], res.unresolved_upper[j]
+        if isinstance(spec, Monotonicity):
+            dec = decide_monotonicity_box(
+                net, spec, lo, hi, deadline=deadline, bounder=bounder, abs_tol=o["milp_abs_tol"],
+                worst_case=False, threads=o["milp_threads"],
+            )
+        else:
+            dec = decide_output_box(
+                net, spec, lo, hi, deadline=deadline, bounder=bounder, abs_tol=o["milp_abs_tol"],
+                threads=o["milp_threads"],
+            )
+        milp_s += dec.seconds
+        done += 1
+        if dec.status == "falsified":
+            kept = [c for c in dec.counterexamples if spec.violation(net, c) > 0]
+            if kept:
+                verdict.status = Status.FALSIFIED
+                verdict.counterexamples = kept + list(verdict.counterexamples)
+                verdict.message = f"MILP counterexample in an unresolved box after {res.boxes} boxes + {done} MILP box(es)"
+                verdict.boxes = res.boxes + done
+                return verdict
+        if dec.status != "verified":
+            if dec.bound is not None:
+                best = min(best, dec.bound)
+            break  # a box the MILP could not decide in time: stop here
+        vol = float(res.unresolved_volume[j])
+        verified_vol += vol
+        remaining_vol -= vol
+    else:
+        verdict.status = Status.VERIFIED
+        verdict.verified_fraction = 1.0
+        verdict.unresolved_fraction = 0.0
+        verdict.boxes = res.boxes + done
+        verdict.message = (
+            f"{res.boxes} boxes by linear bounds, {done} unresolved box(es) proven by MILP ({milp_s:.2f} s)"
+        )
+        return verdict
+    verdict.boxes = res.boxes + done
+    verdict.verified_fraction = min(verified_vol, 1.0)
+    verdict.unresolved_fraction = max(remaining_vol, 0.0)
+    verdict.status = Status.TIMEOUT if time.perf_counter() >= deadline else verdict.status
+    verdict.message += f"; MILP proved {done - (0 if math.isinf(best) else 1)} of {len(order)} unresolved boxes"
+    return verdict
+
+
+__all__ = ["CrownVerifier", "make_crown_monotonicity_bound_fn", "make_crown_output_bound_fn"]
