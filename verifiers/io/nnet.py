@@ -26,6 +26,7 @@ write/read round trip is exact.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -69,9 +70,9 @@ def read_nnet(path: str | PathLike) -> NNetFile:
     if len(lines) < 7:
         raise ValueError(f"{path}: not an NNet file (only {len(lines)} non-comment lines)")
     try:
-        head = [int(round(v)) for v in _numbers(lines[0])]
+        head = [round(v) for v in _numbers(lines[0])]
         n_layers, n_in, n_out = head[0], head[1], head[2]
-        sizes = [int(round(v)) for v in _numbers(lines[1])]
+        sizes = [round(v) for v in _numbers(lines[1])]
         mins = np.array(_numbers(lines[3]))
         maxes = np.array(_numbers(lines[4]))
         means = np.array(_numbers(lines[5]))
@@ -85,12 +86,12 @@ def read_nnet(path: str | PathLike) -> NNetFile:
     if mins.size < n_in or maxes.size < n_in or means.size < n_in + 1 or ranges.size < n_in + 1:
         raise ValueError(f"{path}: normalisation lines are shorter than the {n_in} inputs (+1 output)")
     mins, maxes, means, ranges = mins[:n_in], maxes[:n_in], means[: n_in + 1], ranges[: n_in + 1]
-    expected = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    expected = sum(a * b + b for a, b in itertools.pairwise(sizes))
     if body.size != expected:
         raise ValueError(f"{path}: expected {expected} weight and bias values, found {body.size}")
     weights, biases = [], []
     pos = 0
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         w = body[pos : pos + a * b].reshape(b, a)  # one row per output neuron
         pos += a * b
         weights.append(w.T.copy())  # Flax order (in, out)
@@ -106,8 +107,7 @@ def read_nnet(path: str | PathLike) -> NNetFile:
     # y * R + M -> last layer
     weights[-1] = weights[-1] * out_range
     biases[-1] = biases[-1] * out_range + out_mean
-    return NNetFile(network=ReluNetwork(weights, biases), input_min=mins, input_max=maxes, means=means,
-                    ranges=ranges)
+    return NNetFile(network=ReluNetwork(weights, biases), input_min=mins, input_max=maxes, means=means, ranges=ranges)
 
 
 def _fmt(v: float) -> str:

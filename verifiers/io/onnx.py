@@ -68,7 +68,9 @@ def save_model(nodes, inits, inputs, outputs, path: str | PathLike, name: str, d
             seen.add(t.name)
             uniq.append(t)
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=uniq)
-    model = helper.make_model(graph, producer_name="vpals-jax verifiers.io", opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(
+        graph, producer_name="vpals-jax verifiers.io", opset_imports=[helper.make_opsetid("", OPSET)]
+    )
     model.ir_version = min(model.ir_version, 8)  # readable by older onnxruntime / onnx2pytorch
     if doc:
         model.doc_string = doc

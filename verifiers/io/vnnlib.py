@@ -112,11 +112,17 @@ def vnnlib_text(net: ReluNetwork, spec: Monotonicity, margin: float = 1e-6) -> s
     return "\n".join(lines) + "\n"
 
 
-def export_vnnlib(net: ReluNetwork, spec: Monotonicity, onnx_path: str | PathLike, vnnlib_path: str | PathLike,
-                  margin: float = 1e-6, dtype: str = "float32") -> tuple[Path, Path]:
+def export_vnnlib(
+    net: ReluNetwork,
+    spec: Monotonicity,
+    onnx_path: str | PathLike,
+    vnnlib_path: str | PathLike,
+    margin: float = 1e-6,
+    dtype: str = "float32",
+) -> tuple[Path, Path]:
     """Write the two-copy ``.onnx`` and the ``.vnnlib`` property; returns both paths."""
     if not isinstance(spec, Monotonicity):
-        raise ValueError(f"export_vnnlib: only monotonicity specs are exported, got {type(spec).__name__}")
+        raise TypeError(f"export_vnnlib: only monotonicity specs are exported, got {type(spec).__name__}")
     text = vnnlib_text(net, spec, margin)
     onnx_path = two_copy_onnx(net, spec, onnx_path, dtype)
     vnnlib_path = Path(vnnlib_path)
