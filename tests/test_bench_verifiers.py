@@ -32,7 +32,8 @@ def test_small_suite_has_no_wrong_verdicts_across_backends(tmp_path, kinds):
     for label, cfg in (("ouroboros", VerifierConfig(name="ouroboros")), ("milp", VerifierConfig(name="milp")),
                        ("crown", VerifierConfig(name="crown"))):  # fmt: skip
         run_job(suite, cfg, label, time_limit_s=5.0, out=jobs / label)
-    table, wrong = write_report(jobs, tmp_path)
+    table, wrong = write_report(jobs, tmp_path, suite)
+    assert "agree to 1e-5" in (tmp_path / "summary.md").read_text()
     assert len(wrong) == 0, wrong.to_string()
     assert (tmp_path / "cactus.png").exists() and (tmp_path / "scaling.png").exists()
     # the exact backend decides every small instance

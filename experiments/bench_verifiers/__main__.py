@@ -41,8 +41,9 @@ def main() -> int:
     if args.launcher != "basic":
         cmd.append(f"hydra/launcher={args.launcher}")
     subprocess.run(cmd, check=True)
-    table, wrong = write_report(jobs, out)
+    table, wrong = write_report(jobs, out, suite_dir)
     print(table.to_markdown(index=False, floatfmt=".3g"))
+    print((out / "summary.md").read_text().splitlines()[-1])
     print(f"\n{len(wrong)} wrong verdict(s); report in {out}/summary.md, plots cactus.png and scaling.png; "
           f"total {time.perf_counter() - t0:.0f}s")  # fmt: skip
     return 1 if len(wrong) else 0

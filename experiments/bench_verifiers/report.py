@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 DECIDED = ("VERIFIED", "FALSIFIED")
@@ -86,7 +87,25 @@ def scaling(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(jobs_dir: Path, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ibp_crosscheck(suite_dir: Path) -> float:
+    """Largest |difference| between the Ouroboros backend's interval bounds and auto_LiRPA's IBP.
+
+    Every pre-activation of every suite network over its spec's region; the two implementations
+    are independent, so agreement to 1e-5 checks both.
+    """
+    from experiments.bench_verifiers.suite import load_suite
+    from verifiers.backends.lirpa import preactivation_bounds as lirpa_bounds
+    from verifiers.bounds import preactivation_bounds
+
+    worst = 0.0
+    for inst in load_suite(suite_dir):
+        lo, hi = inst.spec.region.lower, inst.spec.region.upper
+        for (a_lo, a_hi), (b_lo, b_hi) in zip(preactivation_bounds(inst.net, lo, hi), lirpa_bounds(inst.net, lo, hi)):
+            worst = max(worst, float(np.max(np.abs(a_lo - b_lo))), float(np.max(np.abs(a_hi - b_hi))))
+    return worst
+
+
+def write_report(jobs_dir: Path, out_dir: Path, suite_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = load_results(jobs_dir)
     wrong = wrong_verdicts(df)
     table = summary(df, wrong)
@@ -97,6 +116,11 @@ def write_report(jobs_dir: Path, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFr
     else:
         lines += ["No wrong verdicts: no VERIFIED was contradicted by a re-checked counterexample, and no verdict "
                   "contradicts the ground truth of planted or by-construction instances."]  # fmt: skip
+    if suite_dir is not None:
+        diff = ibp_crosscheck(suite_dir)
+        verdict = "agree" if diff <= 1e-5 else "DISAGREE"
+        lines += ["", f"Interval bounds of every pre-activation, Ouroboros backend vs auto_LiRPA IBP, all suite "
+                      f"networks over their regions: max |difference| = {diff:.2e} ({verdict} to 1e-5)."]  # fmt: skip
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     cactus(df, out_dir / "cactus.png")
     scaling(df, out_dir / "scaling.png")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import itertools
 import json
 import logging
@@ -26,6 +27,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -349,10 +351,10 @@ class Session:
         system = read_system(self.cfg["proc_root"])
         return Tick(mono, wall, system, {n: g.read() for n, g in self.groups.items()})
 
-    def _client(self, duration_s: float, est_rps: float | None):
+    def _client(self, duration_s: float, est_rps: float | None) -> tuple[int, str, str]:
         argv = self.app.client_argv(duration_s, est_rps)
         timeout = 5.0 * duration_s + 20.0
-        return argv, self.procs.run(
+        return self.procs.run(
             f"{self.app.name}-client",
             argv,
             timeout_s=timeout,
@@ -392,12 +394,12 @@ class Session:
             )
         try:
             est = self._est_rate(p.app_quota_cores)
-            _, (rc_w, out_w, _) = self._client(cfg["warmup_s"], est)
+            rc_w, out_w, _ = self._client(cfg["warmup_s"], est)
             if rc_w == 0:
                 with contextlib.suppress(ValueError):
                     est = self.app.parse(out_w)["throughput_rps"]
             a = self.tick()
-            argv, (rc, out, err) = self._client(cfg["window_s"], est)
+            rc, out, err = self._client(cfg["window_s"], est)
             b = self.tick()
         finally:
             if co is not None:
@@ -437,7 +439,6 @@ class Session:
             or (row.get("steal_pct", 0) or 0) > q["max_steal_pct"]
             or (row.get("bench_errors", 0) or 0) > 0
         )
-        self.last_client_argv = argv
         return row
 
 
@@ -471,13 +472,12 @@ def environment(app: App, layout: Layout, proc_root: str) -> dict:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    import vpals_jax
-
     return {
         "kernel": " ".join(platform.uname()),
         "os": _os_release(),
         "python": sys.version.split()[0],
-        "vpals_jax": getattr(vpals_jax, "__version__", "unknown"),
+        "vpals_jax": _package_version(),
+        "git_commit": _git_commit(),
         "pandas": pd.__version__,
         "numpy": np.__version__,
         "cpu_model": cpu_model,
@@ -487,6 +487,29 @@ def environment(app: App, layout: Layout, proc_root: str) -> dict:
         "psi_available": psi_available(proc_root),
         "tools": {**app.versions(), "stress-ng": tool_version(["stress-ng", "--version"])},
     }
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("vpals-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _git_commit() -> str:
+    """The checkout's HEAD (provenance of the harness code), or "unknown" outside a git checkout."""
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return r.stdout.strip() if r.returncode == 0 else "unknown"
 
 
 def _os_release() -> str:
