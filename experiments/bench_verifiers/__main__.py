@@ -20,7 +20,7 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=8.0, help="seconds per instance and verifier")
     ap.add_argument("--verifiers", default=DEFAULT_VERIFIERS, help="conf/verifier/*.yaml names, comma-separated")
     ap.add_argument("--nnet", nargs="*", default=[], help="extra NNet files (monotonicity in every input)")
-    ap.add_argument("--widths", default="16,32", help="widths of the trained instances")
+    ap.add_argument("--widths", default="16,64", help="widths of the trained instances")
     ap.add_argument("--no-trained", action="store_true", help="skip training the predictor instances")
     ap.add_argument("--reuse-suite", action="store_true", help="keep an existing suite.json")
     ap.add_argument("--launcher", default="basic", help="basic or joblib (one process per verifier)")
