@@ -11,8 +11,8 @@ the region's width along ``i``). A box cover on which it is ``>= 0`` gives, for 
 region, ``sign * (f(x') - f(x)) >= -t d / W_i >= -t``; with ``t = 0`` this is exact monotonicity.
 OutputBound: ``min(f - lower, upper - f)``.
 
-Split choice (``split``): ``"coef"`` (default) scores dimension ``j`` of a box by ``|c_j| w_j``,
-``c`` the x-coefficients of the box's affine lower bound, plus the share of the first-layer
+Split choice (``split``): ``"coef"`` (default) scores dimension ``j`` of a box by ``|c_j| w_j``
+divided by ``|bound|`` (``c`` the x-coefficients of the box's affine lower bound), plus the share of the first-layer
 unstable neurons' ranges that ``x_j`` accounts for (which halving ``x_j`` reduces); ``"widest"``
 is the Ouroboros rule (widest dimension relative to the region).
 
@@ -22,20 +22,22 @@ the MILP of :mod:`verifiers.backends.milp` on that box, within the remaining tim
 counterexample (re-checked as always) falsifies the spec; all boxes proven verifies it (a box
 proven by MILP is exact up to HiGHS's tolerances, see the milp backend).
 
-Options: ``max_boxes`` (200000), ``batch_size`` (256), ``n_samples`` (witness search, 1024),
+Options: ``max_boxes`` (200000), ``batch_size`` (64: per-box cost grows with the batch on a CPU
+cache, and breadth-first search starts with tiny pools), ``n_samples`` (witness search, 1024),
 ``n_grid`` (32), ``seed`` (0), ``order`` (``"breadth"`` or ``"best"``), ``split`` (``"coef"``),
+``iters`` (10) and ``lr`` (0.3) of the relaxation optimisation, ``crown_v`` (False: bound the
+intermediate derivative layers by intervals only, see :meth:`LinearBounder.derivative`),
 ``hybrid_milp`` (False), ``hybrid_fraction`` (0.5), ``milp_abs_tol`` (1e-7), ``milp_threads`` (1).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, ClassVar
 
 import numpy as np
 
-from verifiers.base import Verifier, register_verifier
+from verifiers.base import Verifier, numeric_slack, register_verifier
 from verifiers.linear_bounds import LinearBounder
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
@@ -60,23 +62,31 @@ def _unstable_share(bounder: LinearBounder, lower: np.ndarray, upper: np.ndarray
 
 
 def make_crown_monotonicity_bound_fn(
-    bounder: LinearBounder, spec: Monotonicity, split: str = "coef", iters: int = 10, lr: float = 0.3
+    bounder: LinearBounder,
+    spec: Monotonicity,
+    split: str = "coef",
+    iters: int = 10,
+    lr: float = 0.3,
+    crown_v: bool = False,
 ) -> BoundFn:
     """Bounding function of the splitting engine for ``sign * df/dx_i + t / W_i``."""
     region = spec.region
     i, sign = spec.feature, spec.sign
-    shift = spec.tolerance / float(region.widths[i]) if spec.tolerance > 0 else 0.0
+    # t / W_i rounded down, so that it never exceeds the exact quotient; the sum lb + shift then
+    # has the sign of its exact value (a sum of two doubles rounds to 0 only when it is 0)
+    shift = float(np.nextafter(spec.tolerance / float(region.widths[i]), 0.0)) if spec.tolerance > 0 else 0.0
     rel = np.where(region.widths > 0, 1.0 / np.where(region.widths > 0, region.widths, 1.0), 0.0)
 
     def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
-        d = bounder.derivative(lower, upper, i, sign, iters=iters, lr=lr)
+        d = bounder.derivative(lower, upper, i, sign, iters=iters, lr=lr, crown_v=crown_v)
         if split == "widest":
             score = widest_split_score(lower, upper, region)
         else:
-            scale = np.maximum(np.abs(d.lower - shift)[:, None], 1e-12)
+            # |c_j| w_j relative to the bound's distance from zero, so that it is commensurate with
+            # the unstable-neuron share (a count); the tiny width term breaks ties between zeros
+            scale = np.maximum(np.abs(d.lower + shift)[:, None], 1e-12)
             score = d.split_score / scale + _unstable_share(bounder, lower, upper) + 1e-6 * (upper - lower) * rel
-        lb = d.lower + shift
-        return BoundResult(lower=np.nextafter(lb, -np.inf), split_score=score, candidates=d.candidates)
+        return BoundResult(lower=d.lower + shift, split_score=score, candidates=d.candidates)
 
     return bound
 
@@ -108,7 +118,8 @@ def make_crown_output_bound_fn(bounder: LinearBounder, spec: OutputBound, split:
             score = widest_split_score(lower, upper, region)
         else:
             score = np.abs(coef) * width + 1e-9 * width * rel
-        return BoundResult(lower=np.nextafter(obj, -np.inf), split_score=score, candidates=cand)
+        # a difference of two doubles has the sign of its exact value: no rounding allowance needed
+        return BoundResult(lower=obj, split_score=score, candidates=cand)
 
     return bound
 
@@ -119,21 +130,22 @@ class CrownVerifier(Verifier):
 
     name: ClassVar[str] = "crown"
     supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound"})
-    _DEFAULTS: ClassVar[dict[str, Any]] = dict(
-        max_boxes=200_000,
-        batch_size=256,
-        n_samples=1024,
-        n_grid=32,
-        seed=0,
-        order="breadth",
-        split="coef",
-        iters=10,
-        lr=0.3,
-        hybrid_milp=False,
-        hybrid_fraction=0.5,
-        milp_abs_tol=1e-7,
-        milp_threads=1,
-    )
+    _DEFAULTS: ClassVar[dict[str, Any]] = {
+        "max_boxes": 200_000,
+        "batch_size": 64,
+        "n_samples": 1024,
+        "n_grid": 32,
+        "seed": 0,
+        "order": "breadth",
+        "split": "coef",
+        "iters": 10,
+        "lr": 0.3,
+        "crown_v": False,
+        "hybrid_milp": False,
+        "hybrid_fraction": 0.5,
+        "milp_abs_tol": 1e-7,
+        "milp_threads": 1,
+    }
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self._DEFAULTS))
@@ -155,6 +167,8 @@ class CrownVerifier(Verifier):
             raise ValueError(f"{self.name}: order must be 'breadth' or 'best', got {opts['order']!r}")
         if opts["split"] not in SPLITS:
             raise ValueError(f"{self.name}: split must be one of {SPLITS}, got {opts['split']!r}")
+        if not isinstance(opts["crown_v"], bool):
+            raise ValueError(f"{self.name}: crown_v must be True or False, got {opts['crown_v']!r}")
         if not isinstance(opts["hybrid_milp"], bool):
             raise ValueError(f"{self.name}: hybrid_milp must be True or False, got {opts['hybrid_milp']!r}")
         hf = opts["hybrid_fraction"]
@@ -165,7 +179,7 @@ class CrownVerifier(Verifier):
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
         o = self.options
         start = time.perf_counter()
-        base = dict(backend=self.name, spec=spec.to_dict(), settings=self.settings())
+        base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         region = spec.region
         if isinstance(spec, Monotonicity) and region.widths[spec.feature] == 0:
             return Verdict(
@@ -177,7 +191,7 @@ class CrownVerifier(Verifier):
             )
         bounder = LinearBounder(net, batch_size=o["batch_size"])
         if isinstance(spec, Monotonicity):
-            bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"])
+            bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"])
         elif isinstance(spec, OutputBound):
             bound_fn = make_crown_output_bound_fn(bounder, spec, o["split"])
         else:  # pragma: no cover - guarded by supported_specs
@@ -192,7 +206,9 @@ class CrownVerifier(Verifier):
             max_boxes=o["max_boxes"],
             time_budget_s=engine_budget,
             order=o["order"],
-            check_fn=lambda c: spec.violation(net, c),
+            # a witness must beat the float64 evaluation error, as in the base class's re-check;
+            # otherwise rounding noise on a flat stretch would stop the search for nothing
+            check_fn=lambda c: spec.violation(net, c) - numeric_slack(net, c),
             seed=o["seed"],
         )
         verdict = Verdict(**res.verdict_fields(), **base)
@@ -209,8 +225,7 @@ def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, 
     order = np.argsort(res.unresolved_bound, kind="stable")
     verified_vol = res.verified_fraction
     remaining_vol = float(res.unresolved_volume.sum())
-    best = math.inf
-    done = 0
+    done = proven = 0
     milp_s = 0.0
     for j in order:
         if time.perf_counter() >= deadline:
@@ -218,28 +233,44 @@ def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, 
         lo, hi = res.unresolved_lower[j], res.unresolved_upper[j]
         if isinstance(spec, Monotonicity):
             dec = decide_monotonicity_box(
-                net, spec, lo, hi, deadline=deadline, bounder=bounder, abs_tol=o["milp_abs_tol"],
-                worst_case=False, threads=o["milp_threads"],
+                net,
+                spec,
+                lo,
+                hi,
+                deadline=deadline,
+                bounder=bounder,
+                abs_tol=o["milp_abs_tol"],
+                worst_case=False,
+                threads=o["milp_threads"],
+                presolve_bounds=False,
+                n_samples=64,
             )
         else:
             dec = decide_output_box(
-                net, spec, lo, hi, deadline=deadline, bounder=bounder, abs_tol=o["milp_abs_tol"],
+                net,
+                spec,
+                lo,
+                hi,
+                deadline=deadline,
+                bounder=bounder,
+                abs_tol=o["milp_abs_tol"],
                 threads=o["milp_threads"],
             )
         milp_s += dec.seconds
         done += 1
         if dec.status == "falsified":
-            kept = [c for c in dec.counterexamples if spec.violation(net, c) > 0]
+            kept = [c for c in dec.counterexamples if spec.violation(net, c) > numeric_slack(net, c)]
             if kept:
                 verdict.status = Status.FALSIFIED
                 verdict.counterexamples = kept + list(verdict.counterexamples)
-                verdict.message = f"MILP counterexample in an unresolved box after {res.boxes} boxes + {done} MILP box(es)"
+                verdict.message = (
+                    f"MILP counterexample in an unresolved box after {res.boxes} boxes + {done} MILP box(es)"
+                )
                 verdict.boxes = res.boxes + done
                 return verdict
         if dec.status != "verified":
-            if dec.bound is not None:
-                best = min(best, dec.bound)
-            break  # a box the MILP could not decide in time: stop here
+            break  # a box the MILP could not decide (in time): the spec stays undecided
+        proven += 1
         vol = float(res.unresolved_volume[j])
         verified_vol += vol
         remaining_vol -= vol
@@ -256,7 +287,7 @@ def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, 
     verdict.verified_fraction = min(verified_vol, 1.0)
     verdict.unresolved_fraction = max(remaining_vol, 0.0)
     verdict.status = Status.TIMEOUT if time.perf_counter() >= deadline else verdict.status
-    verdict.message += f"; MILP proved {done - (0 if math.isinf(best) else 1)} of {len(order)} unresolved boxes"
+    verdict.message += f"; MILP proved {proven} of {len(order)} unresolved boxes"
     return verdict
 
 

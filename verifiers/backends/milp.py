@@ -62,7 +62,6 @@ largest violation; False: stop at the first violating pattern), ``max_nogood`` (
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -78,8 +77,6 @@ from verifiers.linear_bounds import LinearBounder
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Counterexample, Status, Verdict
-
-log = logging.getLogger(__name__)
 
 _INF = highspy.kHighsInf
 
@@ -196,7 +193,13 @@ def _encode_forward(m: _Model, net: ReluNetwork, x_idx: np.ndarray, lows, ups) -
         ia = np.flatnonzero(act)
         if ia.size:  # h = z
             r = np.arange(ia.size)
-            m.rows(np.concatenate([r, r]), np.concatenate([hcol[ia], z[ia]]), np.r_[np.ones(ia.size), -np.ones(ia.size)], 0.0 * r, 0.0 * r)
+            m.rows(
+                np.concatenate([r, r]),
+                np.concatenate([hcol[ia], z[ia]]),
+                np.r_[np.ones(ia.size), -np.ones(ia.size)],
+                0.0 * r,
+                0.0 * r,
+            )
         iu = np.flatnonzero(unst)
         delta = np.full(n, -1)
         if iu.size:
@@ -318,6 +321,15 @@ def _run(h: highspy.Highs, *, time_limit: float, cutoff: float | None, first_onl
         status = "solution_limit"
     else:
         status = "other:" + h.modelStatusToString(st)
+    if cutoff is not None and obj is not None and obj > cutoff:
+        # a solution above the cutoff (a start offered to HiGHS) is no answer to "is there one
+        # below?", and HiGHS's dual bound is then no bound of the true minimum: all that a finished
+        # search proves is "nothing below the cutoff"
+        sol = obj = None
+        if status == "optimal":
+            status, dual = "cutoff", float(cutoff)
+        else:
+            dual = None
     if not (dual is not None and math.isfinite(dual)):
         dual = None
     return status, obj, dual, sol, secs
@@ -336,13 +348,25 @@ def _pattern(sol: np.ndarray, layers: list[_Layer]) -> list[np.ndarray]:
 class BoxMilp:
     """MILPs over one box of one network (bounds computed once, shared by the encodings)."""
 
-    def __init__(self, net: ReluNetwork, lo, hi, feature: int | None = None, bounder: LinearBounder | None = None):
+    def __init__(
+        self,
+        net: ReluNetwork,
+        lo,
+        hi,
+        feature: int | None = None,
+        bounder: LinearBounder | None = None,
+        sign: float = 1.0,
+    ):
         self.net = net
         self.lo = np.asarray(lo, dtype=np.float64)
         self.hi = np.asarray(hi, dtype=np.float64)
         self.feature = feature
         bounder = bounder or LinearBounder(net, batch_size=1)
-        self.lows, self.ups, self.vbounds = bounder.internals(self.lo, self.hi, 0 if feature is None else feature)
+        self.lows, self.ups, self.vbounds, lower = bounder.internals(
+            self.lo, self.hi, 0 if feature is None else feature, sign
+        )
+        # sound lower bound of sign * df/dx_feature over the box (meaningless without a feature)
+        self.derivative_lower = lower if feature is not None else None
 
     @property
     def n_unstable(self) -> int:
@@ -352,7 +376,7 @@ class BoxMilp:
     def derivative_model(self, sign: float):
         m = _Model()
         x = m.cols(self.lo, self.hi)
-        layers, last = _encode_forward(m, self.net, x, self.lows, self.ups)
+        layers, _last = _encode_forward(m, self.net, x, self.lows, self.ups)
         var, scale, const = _encode_derivative(m, self.net, self.feature, layers, self.vbounds)
         w = self.net.weights[-1][:, 0]
         has = var >= 0
@@ -369,13 +393,17 @@ class BoxMilp:
         threads: int = 1,
         rel_gap: float = 1e-4,
         nogood: list[list[np.ndarray]] | None = None,
+        hint: np.ndarray | None = None,
     ) -> MilpResult:
         """``min sign * df/dx_i`` over S(box). With ``cutoff``, only solutions below it are sought
-        (status "cutoff" proves the minimum is above it)."""
+        (status "cutoff" proves the minimum is above it). ``hint``: a point of the box whose
+        activation pattern is offered to HiGHS as a starting solution."""
         m, x, layers = self.derivative_model(sign)
         h = m.build()
         for pat in nogood or []:
             _add_nogood(h, layers, pat)
+        if hint is not None:
+            _set_hint(h, self.net, layers, x, np.clip(np.asarray(hint, dtype=np.float64), self.lo, self.hi))
         status, obj, dual, sol, secs = _run(
             h, time_limit=time_limit, cutoff=cutoff, first_only=first_only, threads=threads, rel_gap=rel_gap
         )
@@ -420,7 +448,9 @@ class BoxMilp:
         return res
 
     # -- output --------------------------------------------------------------------------------------
-    def min_output(self, sign: float, *, time_limit: float, cutoff: float | None = None, threads: int = 1) -> MilpResult:
+    def min_output(
+        self, sign: float, *, time_limit: float, cutoff: float | None = None, threads: int = 1
+    ) -> MilpResult:
         """``min sign * f`` over the box."""
         m = _Model()
         x = m.cols(self.lo, self.hi)
@@ -435,6 +465,27 @@ class BoxMilp:
         if sol is not None:
             res.x = np.clip(sol[x], self.lo, self.hi)
         return res
+
+
+def point_pattern(net: ReluNetwork, x: np.ndarray) -> list[np.ndarray]:
+    """The activation pattern ``1[z_k(x) > 0]`` of every hidden layer at ``x``."""
+    h = np.asarray(x, dtype=np.float64)
+    out = []
+    for w, b in zip(net.weights[:-1], net.biases[:-1]):
+        z = h @ w + b
+        out.append((z > 0).astype(np.float64))
+        h = np.maximum(z, 0.0)
+    return out
+
+
+def _set_hint(h: highspy.Highs, net: ReluNetwork, layers: list[_Layer], x_cols: np.ndarray, x: np.ndarray) -> None:
+    """Offer the binaries of ``x``'s pattern (and ``x``) as a starting solution; HiGHS completes it."""
+    idx, val = [int(c) for c in x_cols], [float(v) for v in x]
+    for lay, p in zip(layers, point_pattern(net, x)):
+        iu = np.flatnonzero(lay.unst)
+        idx += [int(c) for c in lay.delta[iu]]
+        val += [float(v) for v in p[iu]]
+    h.setSolution(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(val))
 
 
 def _add_nogood(h: highspy.Highs, layers: list[_Layer], pattern: list[np.ndarray]) -> None:
@@ -544,6 +595,9 @@ def decide_monotonicity_box(
     max_nogood: int = 20,
     threads: int = 1,
     rel_gap: float = 1e-4,
+    presolve_bounds: bool = True,
+    n_samples: int = 256,
+    seed: int = 0,
 ) -> BoxDecision:
     """Decide ``spec`` restricted to the box ``[lo, hi]`` (pairs inside the box) with MILPs.
 
@@ -551,6 +605,10 @@ def decide_monotonicity_box(
     region* along ``i``, so that the verdicts of boxes of a cover combine), or the difference MILP
     shows ``min sign * (f(x') - f(x)) >= -t - abs_tol`` on the box. FALSIFIED: a pair, to be
     re-checked by the caller.
+
+    Before any MILP: with ``presolve_bounds`` the sound CROWN bound of the box is tried (it may
+    already prove it), and ``n_samples`` random points are searched for a negative slope (a pattern
+    found there is turned into a pair by the same segment LP, or offered to HiGHS as a start).
     """
     start = time.perf_counter()
     i = spec.feature
@@ -580,9 +638,36 @@ def decide_monotonicity_box(
             out.status = "falsified"
             out.counterexamples.append(Counterexample.make(x, xp))
         return out
-    bm = BoxMilp(net, lo, hi, feature=i, bounder=bounder)
     cutoff = -abs_tol - tol / w_region
+    bm = BoxMilp(net, lo, hi, feature=i, bounder=bounder, sign=sign)
+    if presolve_bounds:
+        lb = bm.derivative_lower
+        if lb + tol / w_region >= 0:
+            out.status = "verified"
+            out.bound = lb
+            out.message = f"sound linear bound {lb:.3g} (no MILP needed)"
+            out.seconds = time.perf_counter() - start
+            return out
     min_len = 1e-12 * max(hi[i] - lo[i], 1e-300)
+    hint = None
+    if n_samples > 0:
+        rng = np.random.default_rng(seed)
+        pts = rng.uniform(lo, hi, size=(n_samples, lo.size))
+        slopes = sign * np.asarray(net.gradient(pts, i), dtype=np.float64)
+        j = int(np.argmin(slopes))
+        hint = pts[j]
+        if slopes[j] < cutoff:
+            seg = segment_in_pattern(net, point_pattern(net, hint), lo, hi, i)
+            if seg is not None and seg[1] > min_len and sign * seg[2] < 0 and -sign * seg[2] * seg[1] > tol:
+                x, d, slope = seg
+                xp = x.copy()
+                xp[i] = x[i] + d
+                out.counterexamples.append(Counterexample.make(x, xp))
+                if not worst_case:
+                    out.status = "falsified"
+                    out.message = f"sampled slope {sign * slope:.4g} along a segment of length {d:.3g}"
+                    out.seconds = time.perf_counter() - start
+                    return out
     nogood: list[list[np.ndarray]] = []
     need_difference = False
     while True:
@@ -592,18 +677,20 @@ def decide_monotonicity_box(
         r = bm.min_derivative(
             sign,
             time_limit=left(),
-            cutoff=cutoff,
+            cutoff=None if worst_case else cutoff,
             first_only=not worst_case,
             threads=threads,
             rel_gap=rel_gap,
             nogood=nogood,
+            hint=hint if worst_case else None,
         )
         out.milps += 1
         if not nogood and r.dual_bound is not None and r.status in ("optimal", "cutoff"):
             out.bound = r.dual_bound
         if r.status == "cutoff" or (r.status == "optimal" and r.objective is not None and r.objective > cutoff):
             out.status = "verified"
-            out.message = f"derivative MILP: min sign*df/dx_i >= {cutoff:.3g}" + (
+            shown = out.bound if out.bound is not None else cutoff
+            out.message = f"derivative MILP: min sign*df/dx_i >= {shown:.3g}" + (
                 f" after excluding {len(nogood)} degenerate pattern(s)" if nogood else ""
             )
             break
@@ -617,7 +704,7 @@ def decide_monotonicity_box(
                 xp = x.copy()
                 xp[i] = x[i] + d
                 out.status = "falsified"
-                out.counterexamples.append(Counterexample.make(x, xp))
+                out.counterexamples.insert(0, Counterexample.make(x, xp))
                 out.message = f"derivative MILP: slope {sign * slope:.4g} along a segment of length {d:.3g}"
             else:  # a real negative slope, but its segment is too short to exceed the tolerance
                 need_difference = True
@@ -644,13 +731,24 @@ def decide_monotonicity_box(
             out.message = f"difference MILP: worst drop {-r.objective:.4g}"
         else:
             out.message = f"difference MILP ended with status {r.status}"
+    if out.counterexamples and out.status != "falsified":
+        # a concrete pair from the sampling stage outranks an undecided (or numerically off) MILP
+        out.status = "falsified"
+        out.message = (out.message + "; " if out.message else "") + "sampled pair along a negative-slope segment"
     out.seconds = time.perf_counter() - start
     return out
 
 
 def decide_output_box(
-    net: ReluNetwork, spec: OutputBound, lo, hi, *, deadline: float, bounder: LinearBounder | None = None,
-    abs_tol: float = 1e-7, threads: int = 1,
+    net: ReluNetwork,
+    spec: OutputBound,
+    lo,
+    hi,
+    *,
+    deadline: float,
+    bounder: LinearBounder | None = None,
+    abs_tol: float = 1e-7,
+    threads: int = 1,
 ) -> BoxDecision:
     """Decide ``lower <= f <= upper`` on a box with two MILPs (min f, max f)."""
     start = time.perf_counter()
@@ -668,7 +766,9 @@ def decide_output_box(
         # min sign * f >= sign * ref  <=>  spec side holds
         r = bm.min_output(sign, time_limit=left, cutoff=sign * ref - abs_tol, threads=threads)
         out.milps += 1
-        if r.status == "cutoff" or (r.status == "optimal" and r.objective is not None and r.objective >= sign * ref - abs_tol):
+        if r.status == "cutoff" or (
+            r.status == "optimal" and r.objective is not None and r.objective >= sign * ref - abs_tol
+        ):
             if r.dual_bound is not None:
                 slack = min(slack, r.dual_bound - sign * ref)
             continue
@@ -696,7 +796,13 @@ class MilpVerifier(Verifier):
 
     name: ClassVar[str] = "milp"
     supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound"})
-    _DEFAULTS: ClassVar[dict[str, Any]] = dict(abs_tol=1e-7, worst_case=True, max_nogood=20, threads=1, mip_rel_gap=1e-4)
+    _DEFAULTS: ClassVar[dict[str, Any]] = {
+        "abs_tol": 1e-7,
+        "worst_case": True,
+        "max_nogood": 20,
+        "threads": 1,
+        "mip_rel_gap": 1e-4,
+    }
 
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(self._DEFAULTS))
@@ -713,13 +819,21 @@ class MilpVerifier(Verifier):
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
         o = self.options
-        base = dict(backend=self.name, spec=spec.to_dict(), settings=self.settings())
+        base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         deadline = time.perf_counter() + time_budget_s
         region = spec.region
         if isinstance(spec, Monotonicity):
             dec = decide_monotonicity_box(
-                net, spec, region.lower, region.upper, deadline=deadline, abs_tol=o["abs_tol"],
-                worst_case=o["worst_case"], max_nogood=o["max_nogood"], threads=o["threads"], rel_gap=o["mip_rel_gap"],
+                net,
+                spec,
+                region.lower,
+                region.upper,
+                deadline=deadline,
+                abs_tol=o["abs_tol"],
+                worst_case=o["worst_case"],
+                max_nogood=o["max_nogood"],
+                threads=o["threads"],
+                rel_gap=o["mip_rel_gap"],
             )
         else:
             dec = decide_output_box(
