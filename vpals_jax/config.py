@@ -61,8 +61,19 @@ class TrainConfig:
     verify_at_end: bool = False  # normal loop: verify the final model once (the unverified baseline)
     accuracy_threshold: float = 0.9  # verify only once train accuracy reaches it; stop needs it too
     verify_every: int = 1  # epochs between verification rounds
-    lam: float = 0.1  # weight of the spec-aware hinge loss
+    min_epochs: int = 0  # correcting loops stop at the first all-VERIFIED round at or after this epoch
+    loop_epochs: int = 0  # epoch budget of the correcting loops (0: epochs); normal always trains epochs
+    lam: float = 0.1  # weight of the spec-aware hinge loss (slope form, see steps.spec_hinge)
     eps: float = 1e-2  # step along the spec's feature for counterexample pairs (normalised units)
+    # required slope sign * df/dx_i on training pairs (normalised units); > 0 leaves the interval
+    # proof room to succeed, 0 is the plain Ouroboros hinge
+    margin: float = 0.05
+    slope_hinge: bool = True  # hinge on the slope (f(x') - f(x)) / |x' - x|; false: on the difference
+    # spec_data / early_rejection: also draw fresh pairs every step from the region of each spec
+    # that a round did not prove (the verifier's unproven volume), not only at its witnesses
+    sample_regions: bool = True
+    margin_growth: float = 2.0  # a region still unproven without a witness asks for margin x this next round
+    max_margin: float = 0.4
     max_wall_s: float = 600.0  # wall-clock budget of the whole loop (training + verification)
     reset_weights: bool = False  # re-initialise after each round instead of training on (incremental)
     augment: int = 8  # spec_data: jittered copies added per counterexample

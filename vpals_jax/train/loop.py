@@ -5,12 +5,24 @@ Variants (``train.loop``):
 * ``normal``: train, then verify once (the unverified baseline);
 * ``vanilla``: after each failed round, add the first counterexample of every violated spec;
 * ``spec_data``: add every re-checked counterexample plus ``augment`` jittered copies of each
-  (spec-aware data augmentation);
+  and, with ``sample_regions``, train from then on with fresh pairs drawn at every step from the
+  region of each spec the round did not prove (spec-aware data augmentation);
 * ``early_rejection``: like ``spec_data``, but a round first re-checks only the specs that
   failed last time and stops at the first that still fails, saving verifier time.
 
 Counterexamples become pairs ``(x, x + eps e_i)`` for the spec-aware hinge loss
 (``steps.spec_hinge``). Only re-checked witnesses (the verifiers' own guarantee) enter the pool.
+
+Why regions and not only witnesses: Ouroboros samples its training points from every unproven
+box, but a ``Verdict`` reports witnesses, not boxes, and an UNKNOWN/TIMEOUT round (interval
+bounds too loose, no witness found) would teach nothing. Drawing pairs from the spec's region
+while it is unproven covers that volume, and the hinge's ``margin`` (a required slope > 0)
+makes the model robustly monotone there, which is what lets the interval proof close. Interval
+gradients are loose by a box-size-independent amount wherever a first-layer ReLU switches inside
+the region (the chain rule's terms are bounded one by one), so a spec that stays unproven with no
+witness gets its margin multiplied by ``margin_growth`` (up to ``max_margin``) for its region. On
+LinnOS, witness pairs alone leave the model FALSIFIED/UNKNOWN round after round (see
+``docs/experiments.md``).
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ import numpy as np
 
 from verifiers import Counterexample, Monotonicity, ReluNetwork, Spec, Status, Verdict, get_verifier
 from vpals_jax.config import TrainConfig, VerifierConfig
-from vpals_jax.train.steps import PairPool
+from vpals_jax.train.steps import PairPool, RegionSet
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +105,8 @@ class Corrector:
         self._sign, self._valid = np.zeros(cap, np.float32), np.zeros(cap, np.float32)
         self._next = 0
         self._rng = np.random.default_rng(self.seed)
+        self._region_active = np.zeros(len(self.specs), np.float32)
+        self._region_margin = np.full(len(self.specs), self.train.margin, np.float32)
 
     # -- when -------------------------------------------------------------------------------
     def due(self, epoch: int, train_accuracy: float) -> bool:
@@ -118,6 +132,8 @@ class Corrector:
         rnd = Round(len(self.rounds) + 1, epoch, clock, clock + time.perf_counter() - t0, verdicts)
         if self.train.loop != "normal":
             rnd.added = self._learn_from(verdicts)
+        else:  # the baseline learns nothing, but its witnesses count against its counterexample accuracy
+            self.pairs += [(i, c) for i, v in verdicts.items() for c in v.counterexamples if c.x_prime is not None]
         self.rounds.append(rnd)
         return rnd
 
@@ -131,17 +147,27 @@ class Corrector:
         added = 0
         for i, v in verdicts.items():
             spec = self.specs[i]
-            if not isinstance(spec, Monotonicity) or not v.counterexamples:
+            if not isinstance(spec, Monotonicity) or v.status == Status.VERIFIED:
                 continue
+            if self.train.sample_regions and self.train.loop in ("spec_data", "early_rejection"):
+                if self._region_active[i] and not v.counterexamples:
+                    # Trained on, no witness left, still unproven: the interval bound is looser than
+                    # the slope we ask for (see the module docstring), so ask for more.
+                    self._region_margin[i] = min(
+                        self._region_margin[i] * self.train.margin_growth, self.train.max_margin
+                    )
+                self._region_active[i] = 1.0  # stays on: a proven region must stay proven
             witnesses = v.counterexamples[:1] if self.train.loop == "vanilla" else v.counterexamples
             for cex in witnesses:
                 self.pairs.append((i, cex))
-                points = [np.asarray(cex.x), np.asarray(cex.x_prime)]
+                x, x_prime = np.asarray(cex.x), np.asarray(cex.x_prime)
+                self._store(x, x_prime, spec)  # the witness pair itself, then eps-pairs at both ends
+                points = [x, x_prime]
                 if self.train.loop in ("spec_data", "early_rejection"):
-                    points += [self._jitter(np.asarray(cex.x), spec) for _ in range(self.train.augment)]
-                for x in points:
-                    self._add_pair(x, spec)
-                    added += 1
+                    points += [self._jitter(x, spec) for _ in range(self.train.augment)]
+                for p in points:
+                    self._add_pair(p, spec)
+                added += 1 + len(points)
         return added
 
     def _jitter(self, x: np.ndarray, spec: Monotonicity) -> np.ndarray:
@@ -153,13 +179,33 @@ class Corrector:
         lo = x.copy()
         lo[i] = min(max(x[i], lo_i), max(hi_i - self.train.eps, lo_i))
         hi = lo.copy()
-        hi[i] = lo[i] + self.train.eps
+        hi[i] = min(lo[i] + self.train.eps, hi_i)
+        if hi[i] > lo[i]:
+            self._store(lo, hi, spec)
+
+    def _store(self, lo: np.ndarray, hi: np.ndarray, spec: Monotonicity) -> None:
         k = self._next % self.train.pool_capacity
         self._lo[k], self._hi[k], self._sign[k], self._valid[k] = lo, hi, spec.sign, 1.0
         self._next += 1
 
-    def pool(self) -> PairPool:
+    def pool(self) -> PairPool | None:
+        """The counterexample pairs, or None before the first one (training runs plain MSE)."""
+        if not self.pool_size:
+            return None
         return PairPool(jnp.asarray(self._lo), jnp.asarray(self._hi), jnp.asarray(self._sign), jnp.asarray(self._valid))
+
+    def regions(self) -> RegionSet | None:
+        """The regions trained on at every step, or None while no spec's region is active."""
+        if not self._region_active.any():
+            return None
+        n = self.n_features
+        mono = [s if isinstance(s, Monotonicity) else None for s in self.specs]
+        lower = np.stack([s.region.lower if s else np.zeros(n) for s in mono]).astype(np.float32)
+        upper = np.stack([s.region.upper if s else np.zeros(n) for s in mono]).astype(np.float32)
+        axis = np.stack([np.eye(n)[s.feature] if s else np.zeros(n) for s in mono]).astype(np.float32)
+        sign = np.asarray([s.sign if s else 0.0 for s in mono], np.float32)
+        arrays = (lower, upper, axis, sign, self._region_active, self._region_margin)
+        return RegionSet(*(jnp.asarray(a) for a in arrays))
 
     @property
     def pool_size(self) -> int:
@@ -178,7 +224,8 @@ class Corrector:
         n = self.n_features
         return {
             "pool_lo": self._lo, "pool_hi": self._hi, "pool_sign": self._sign, "pool_valid": self._valid,
-            "pool_next": np.asarray(self._next),
+            "pool_next": np.asarray(self._next), "region_active": self._region_active,
+            "region_margin": self._region_margin,
             "pair_spec": np.asarray([i for i, _ in self.pairs], np.int64),
             "pair_x": np.asarray([c.x for _, c in self.pairs], np.float64).reshape(-1, n),
             "pair_x_prime": np.asarray([c.x_prime for _, c in self.pairs], np.float64).reshape(-1, n),
@@ -196,6 +243,8 @@ class Corrector:
             self._lo, self._hi = arrays["pool_lo"].copy(), arrays["pool_hi"].copy()
             self._sign, self._valid = arrays["pool_sign"].copy(), arrays["pool_valid"].copy()
             self._next = int(arrays["pool_next"])
+            self._region_active = arrays.get("region_active", self._region_active).copy()
+            self._region_margin = arrays.get("region_margin", self._region_margin).copy()
             self.pairs = [
                 (int(i), Counterexample.make(x, xp))
                 for i, x, xp in zip(arrays["pair_spec"], arrays["pair_x"], arrays["pair_x_prime"])

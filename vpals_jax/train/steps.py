@@ -54,21 +54,60 @@ class PairPool(NamedTuple):
         return cls(z, z, jnp.zeros(capacity, jnp.float32), jnp.zeros(capacity, jnp.float32))
 
 
+class RegionSet(NamedTuple):
+    """The monotonicity specs' regions, from which fresh pairs are drawn at every step.
+
+    One row per spec (fixed shape, so one compile); ``active`` marks the specs whose region is
+    being trained on (those the verifier has not proven), ``axis`` is the one-hot feature and
+    ``margin`` the slope each spec's pairs must reach (it grows while a proof stays out of reach).
+    """
+
+    lower: jnp.ndarray  # (S, n)
+    upper: jnp.ndarray  # (S, n)
+    axis: jnp.ndarray  # (S, n) one-hot of the spec's feature
+    sign: jnp.ndarray  # (S,) +1 increasing, -1 decreasing
+    active: jnp.ndarray  # (S,) float 0/1
+    margin: jnp.ndarray  # (S,)
+
+
 def mse_loss(params, apply_fn, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     pred = apply_fn({"params": params}, x)
     return jnp.mean((pred - y) ** 2)
 
 
-def spec_hinge(params, apply_fn, lo: jnp.ndarray, hi: jnp.ndarray, sign: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
-    """Ouroboros' spec-aware loss: mean over valid pairs of max(0, sign * (f(lo) - f(hi)))."""
+def spec_hinge(params, apply_fn, lo: jnp.ndarray, hi: jnp.ndarray, sign: jnp.ndarray, valid: jnp.ndarray,
+               margin: float | jnp.ndarray = 0.0, slope: bool = True) -> jnp.ndarray:  # fmt: skip
+    """Ouroboros' spec-aware loss, by default in slope form: mean over valid pairs of
+    ``max(0, margin - sign * (f(hi) - f(lo)) / |hi - lo|)``.
+
+    Dividing by the step makes ``lam`` independent of ``eps`` (the difference form,
+    ``slope=False``: ``max(0, margin |hi - lo| - sign * (f(hi) - f(lo)))``, is ``eps`` times
+    smaller, too weak to matter next to the MSE on LinnOS at ``lam = 0.1``); a positive
+    ``margin`` asks for a slope of at least ``margin`` so the interval-gradient proof has room.
+    """
     f_lo = apply_fn({"params": params}, lo)
     f_hi = apply_fn({"params": params}, hi)
-    hinge = jnp.maximum(0.0, sign * (f_lo - f_hi)) * valid
+    step = jnp.maximum(jnp.abs(hi - lo).sum(axis=-1), 1e-6)
+    rise = sign * (f_hi - f_lo)
+    hinge = (jnp.maximum(0.0, margin - rise / step) if slope else jnp.maximum(0.0, margin * step - rise)) * valid
     return hinge.sum() / jnp.maximum(valid.sum(), 1.0)
 
 
-def total_loss(params, apply_fn, x, y, lo, hi, sign, valid, lam):
-    return mse_loss(params, apply_fn, x, y) + lam * spec_hinge(params, apply_fn, lo, hi, sign, valid)
+def sample_region_pairs(key: jax.Array, regions: RegionSet, k: int, eps: float) -> tuple[jnp.ndarray, ...]:
+    """``k`` pairs ``(x, x + step e_i)`` uniform over the active specs' regions (``step <= eps``),
+    with their sign, validity and margin."""
+    k_spec, k_pt = jax.random.split(key)
+    logits = jnp.where(regions.active > 0, 0.0, -1e9)
+    s = jax.random.categorical(k_spec, logits, shape=(k,))
+    lower, upper, axis = regions.lower[s], regions.upper[s], regions.axis[s]
+    step = jnp.minimum(eps, ((upper - lower) * axis).sum(-1, keepdims=True))
+    top = upper - step * axis  # the first point leaves room for the step along the feature
+    lo = lower + jax.random.uniform(k_pt, lower.shape) * (top - lower)
+    return lo, lo + step * axis, regions.sign[s], regions.active[s], regions.margin[s]
+
+
+def total_loss(params, apply_fn, x, y, lo, hi, sign, valid, lam, margin=0.0, slope=True):
+    return mse_loss(params, apply_fn, x, y) + lam * spec_hinge(params, apply_fn, lo, hi, sign, valid, margin, slope)
 
 
 @jax.jit
@@ -77,7 +116,7 @@ def train_step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray) -> tuple[Train
     return state.apply_gradients(grads=grads), loss
 
 
-@partial(jax.jit, static_argnames=("batch_size", "pair_batch"))
+@partial(jax.jit, static_argnames=("batch_size", "pair_batch", "slope"))
 def train_epoch(
     state: TrainState,
     x: jnp.ndarray,
@@ -87,19 +126,23 @@ def train_epoch(
     pool: PairPool | None = None,
     lam: float | jnp.ndarray = 0.0,
     pair_batch: int = 256,
+    regions: RegionSet | None = None,
+    eps: float | jnp.ndarray = 1e-2,
+    margin: float | jnp.ndarray = 0.0,
+    slope: bool = True,
 ) -> tuple[TrainState, jnp.ndarray]:
     """One pass over a fresh permutation; the last ``len(x) % batch_size`` rows of it are left out.
 
-    With a non-empty ``pool``, every step also draws ``pair_batch`` counterexample pairs and adds
-    ``lam`` times their hinge, so corrections cost a constant amount per step however many
-    counterexamples have been collected.
+    With a ``pool`` (and/or ``regions``), every step also draws ``pair_batch`` counterexample
+    pairs (and ``pair_batch`` fresh pairs from the active regions) and adds ``lam`` times their
+    hinge, so corrections cost a constant amount per step however many have been collected.
     """
     n_batches = x.shape[0] // batch_size
-    perm_key, pair_key = jax.random.split(key)
+    perm_key, pair_key, region_key = jax.random.split(key, 3)
     perm = jax.random.permutation(perm_key, x.shape[0])[: n_batches * batch_size]
     xb = x[perm].reshape(n_batches, batch_size, x.shape[1])
     yb = y[perm].reshape(n_batches, batch_size)
-    if pool is None:
+    if pool is None and regions is None:
 
         def body(s, batch):
             return train_step(s, *batch)
@@ -107,18 +150,24 @@ def train_epoch(
         state, losses = jax.lax.scan(body, state, (xb, yb))
         return state, losses.mean()
 
-    n_valid = jnp.maximum(pool.valid.sum().astype(jnp.int32), 1)
-    order = jnp.argsort(-pool.valid, stable=True)  # valid rows first
-    idx = order[jax.random.randint(pair_key, (n_batches, pair_batch), 0, n_valid)]
+    pieces = []
+    if pool is not None:
+        n_valid = jnp.maximum(pool.valid.sum().astype(jnp.int32), 1)
+        order = jnp.argsort(-pool.valid, stable=True)  # valid rows first
+        idx = order[jax.random.randint(pair_key, (n_batches, pair_batch), 0, n_valid)]
+        pieces.append((pool.lo[idx], pool.hi[idx], pool.sign[idx], pool.valid[idx],
+                       jnp.full(idx.shape, margin, jnp.float32)))  # fmt: skip
+    if regions is not None:
+        keys = jax.random.split(region_key, n_batches)
+        pieces.append(jax.vmap(lambda k: sample_region_pairs(k, regions, pair_batch, eps))(keys))
+    lo, hi, sign, valid, margins = (jnp.concatenate(cols, axis=1) for cols in zip(*pieces))
 
     def body_pairs(s, batch):
-        xs, ys, ks = batch
-        loss, grads = jax.value_and_grad(total_loss)(
-            s.params, s.apply_fn, xs, ys, pool.lo[ks], pool.hi[ks], pool.sign[ks], pool.valid[ks], lam
-        )
+        xs, ys, l_, h_, g_, v_, m_ = batch
+        loss, grads = jax.value_and_grad(total_loss)(s.params, s.apply_fn, xs, ys, l_, h_, g_, v_, lam, m_, slope)
         return s.apply_gradients(grads=grads), loss
 
-    state, losses = jax.lax.scan(body_pairs, state, (xb, yb, idx))
+    state, losses = jax.lax.scan(body_pairs, state, (xb, yb, lo, hi, sign, valid, margins))
     return state, losses.mean()
 
 

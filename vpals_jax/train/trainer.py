@@ -120,7 +120,8 @@ def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
                 "rounds": corrector.rounds_meta() if corrector else []}  # fmt: skip
         ckpt.save_checkpoint(run_dir, state, norm, config_dict, meta, corrector.state_arrays() if corrector else None)
 
-    bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc=f"train {data.name} ({tc.loop})",
+    budget = tc.loop_epochs if tc.loop != "normal" and tc.loop_epochs else tc.epochs
+    bar = tqdm(range(start_epoch, budget), initial=start_epoch, total=budget, desc=f"train {data.name} ({tc.loop})",
                disable=not tc.progress, unit="epoch")  # fmt: skip
     result = evaluate(state, data, norm, tc.tolerance)
     stop_reason, verified_at = "epochs done", None
@@ -131,9 +132,9 @@ def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
             epoch -= 1
             break
         t0 = time.perf_counter()
-        pool = corrector.pool() if corrector and corrector.pool_size else None
+        pool, regions = (corrector.pool(), corrector.regions()) if corrector else (None, None)
         state, loss = train_epoch(state, x_train, y_train, epoch_key(tc.seed, epoch), tc.batch_size, pool, tc.lam,
-                                  tc.pair_batch)  # fmt: skip
+                                  tc.pair_batch, regions, tc.eps, tc.margin, tc.slope_hinge)  # fmt: skip
         jax.block_until_ready(loss)
         train_time += time.perf_counter() - t0
         result = evaluate(state, data, norm, tc.tolerance)
@@ -144,7 +145,7 @@ def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
             rnd = corrector.verify(to_relu_network(state.params), epoch + 1, clock())
             metrics.write(rnd.record(corrector.specs))
             log.info("round %d: %s", rnd.index, ", ".join(v.status.value for v in rnd.verdicts.values()))
-            if rnd.all_verified and len(rnd.verdicts) == len(corrector.specs):
+            if rnd.all_verified and len(rnd.verdicts) == len(corrector.specs) and epoch + 1 >= tc.min_epochs:
                 stop_reason, verified_at = "verified", clock()
                 save(epoch + 1, stop_reason)
                 epoch += 1
@@ -153,9 +154,9 @@ def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
                 state = create_state(model, cfg.optim, n_features, tc.seed + 1000 * rnd.index)
         save(epoch + 1)
     else:
-        epoch = tc.epochs
+        epoch = budget
         if tc.loop != "normal":
-            stop_reason = f"epoch budget of {tc.epochs} spent before the model was verified"
+            stop_reason = f"epoch budget of {budget} spent before the model was verified"
 
     if tc.loop == "normal" and corrector:
         rnd = corrector.verify(to_relu_network(state.params), epoch, clock())

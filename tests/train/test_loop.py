@@ -1,0 +1,115 @@
+"""The training-verification loop: every correcting variant ends VERIFIED where `normal` does not,
+the spec-aware loss pushes the right way, and a spent budget is reported as not verified."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import compose_train, make_table
+
+from vpals_jax.train import checkpoint as ckpt
+from vpals_jax.train.steps import spec_hinge
+from vpals_jax.train.trainer import run_training
+
+# The fixture table's latency gets a sine dip along sys_psi_cpu_some_pct (a measurement artefact,
+# say); operator knowledge says "non-decreasing", checked on a 1-D slice. A plain fit learns the dip.
+SPEC = {
+    "name": "noise_feature",
+    "space": "normalized",
+    "region": {"default": 0.5, "sys_psi_cpu_some_pct": [0.0, 1.0]},
+    "specs": [{"kind": "monotonicity", "feature": "sys_psi_cpu_some_pct", "direction": "increasing"}],
+}
+
+
+def loop_cfg(table_csv, run_dir, loop: str, *extra: str):
+    cfg = compose_train([
+        "data=table", f"data.path={table_csv}", f"run_dir={run_dir}", "model.width=16", "train.batch_size=16",
+        "train.progress=false", f"train.loop={loop}", "train.epochs=40", "train.tolerance=0.1",
+        "train.accuracy_threshold=0.8", "train.verify_at_end=true", "verifier.time_budget_s=5", "optim.lr=1e-2", *extra,
+    ])  # fmt: skip
+    for key, value in SPEC.items():
+        cfg.spec[key] = value
+    return cfg
+
+
+def statuses(run_dir) -> list[list[str]]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [[v["status"] for v in r["verdicts"]] for r in records if r.get("event") == "verification"]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    path = tmp_path_factory.mktemp("loop") / "table.csv"
+    df = make_table(n=400, seed=1)
+    df["latency_p50_ms"] += 0.6 * np.sin(2 * np.pi * df["sys_psi_cpu_some_pct"] / 50)
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_normal_model_violates_the_spec(table, tmp_path):
+    summary = run_training(loop_cfg(table, tmp_path, "normal", "train.epochs=12"))
+    assert not summary["verified"] and summary["verdicts"][0]["status"] == "FALSIFIED"
+    assert summary["counterexample_accuracy"] == 0.0  # its own witnesses, none ordered correctly
+
+
+@pytest.mark.parametrize("loop", ["vanilla", "spec_data", "early_rejection"])
+def test_correcting_loops_end_verified(table, tmp_path, loop):
+    summary = run_training(loop_cfg(table, tmp_path, loop))
+    assert summary["verified"], summary["stop_reason"]
+    assert summary["stop_reason"] == "verified" and summary["verdicts"][0]["status"] == "VERIFIED"
+    rounds = statuses(tmp_path)
+    assert ["FALSIFIED"] in rounds[:-1] and rounds[-1] == ["VERIFIED"]  # it was wrong, then corrected
+    assert summary["counterexample_accuracy"] == 1.0 and summary["counterexamples"] >= 1
+    assert (tmp_path / "wall_time.png").exists()
+
+
+def test_budget_exhaustion_is_not_verified(table, tmp_path):
+    # The model is verified after its first epoch at the earliest; a budget spent before that is reported.
+    summary = run_training(loop_cfg(table, tmp_path, "spec_data", "train.max_wall_s=1e-3"))
+    assert not summary["verified"] and summary["time_to_verified_s"] is None
+    assert summary["stop_reason"].startswith("wall-clock budget of 0.001s spent before the model was verified")
+    summary = run_training(loop_cfg(table, tmp_path / "epochs", "vanilla", "train.epochs=1", "train.margin=0"))
+    assert not summary["verified"] and summary["stop_reason"] == "epoch budget of 1 spent before the model was verified"
+
+
+def test_resume_keeps_the_counterexample_pool(table, tmp_path):
+    # Stopped (killed, say) after the first, failed round; the relaunch continues from the checkpoint.
+    first = run_training(loop_cfg(table, tmp_path, "spec_data", "train.epochs=8"))
+    _, _, _, meta = ckpt.load_checkpoint(tmp_path)
+    assert not first["verified"] and meta["epoch"] == 8 and meta["rounds"][0]["added"] > 0
+    summary = run_training(loop_cfg(table, tmp_path, "spec_data", "train.resume=true"))
+    assert summary["verified"] and summary["rounds"] == first["rounds"] + 1  # earlier rounds came back
+    assert summary["counterexamples"] == first["counterexamples"]  # and so did their witnesses
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r["epoch"] for r in records if "train" in r]
+    assert (
+        epochs == list(range(1, len(epochs) + 1)) and len(epochs) > 8
+    )  # the relaunch appended to the metrics, it did not restart
+
+
+def linear(params, x):
+    return x @ params["params"]["w"]
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_spec_hinge_gradient_points_towards_the_spec(sign):
+    lo = jnp.asarray(np.random.default_rng(0).uniform(size=(8, 3)), jnp.float32)
+    hi = lo.at[:, 1].add(0.01)
+    valid, signs = jnp.ones(8), jnp.full(8, sign)
+
+    def grad_at(w1: float, margin: float):
+        w = {"w": jnp.array([0.3, w1, -0.2])}
+        return jax.grad(spec_hinge)(w, linear, lo, hi, signs, valid, margin)["w"]
+
+    # Wrong direction: the gradient step (-grad) moves the slope towards sign's direction.
+    assert float(-grad_at(-0.5 * sign, 0.0)[1]) * sign > 0
+    # Right direction but below the margin: still pushed; above it: no push at all.
+    assert float(-grad_at(0.05 * sign, 0.1)[1]) * sign > 0
+    assert np.allclose(np.asarray(grad_at(0.5 * sign, 0.1)), 0.0)
+    # For a linear model only the spec's feature's weight matters (the pair differs only there).
+    g = np.asarray(grad_at(-0.5 * sign, 0.0))
+    assert g[0] == 0 and g[2] == 0 and g[1] != 0
