@@ -64,5 +64,9 @@ def load_certificate_sets(run_dir: str | Path, net: ReluNetwork, spec_set: str |
         if spec_set is not None and payload.get("spec_set") != spec_set:
             log.info("skipping %s: spec set %r, the app's is %r", path, payload.get("spec_set"), spec_set)
             continue
-        sets.append([Verdict.from_dict(v) for v in payload.get("verdicts", [])])
+        verdicts = [Verdict.from_dict(v) for v in payload.get("verdicts", [])]
+        if len(verdicts) != payload.get("n_specs", len(verdicts)):
+            log.info("skipping %s: covers %d of the %s specs of its set", path, len(verdicts), payload["n_specs"])
+            continue
+        sets.append(verdicts)
     return sets

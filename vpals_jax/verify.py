@@ -66,6 +66,7 @@ def verify_run(run_dir: str | Path, spec: SpecSetConfig, verifier: VerifierConfi
     specs = build_specs(spec, normalizer)
     verdicts = verify_network(net, specs, verifier)
     save_verdicts(out_dir, net, verdicts, list(normalizer.feature_names), run_dir=str(run_dir), spec_set=spec.name,
+                  n_specs=len(specs),
                   verifier={"name": verifier.name, "time_budget_s": verifier.time_budget_s,
                             "options": dict(verifier.options)})  # fmt: skip
     return verdicts

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers import compose_train, make_table
 
+from vpals_jax.runtime.predictor import SafePredictor
 from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.steps import spec_hinge
 from vpals_jax.train.trainer import run_training
@@ -54,6 +55,7 @@ def test_normal_model_violates_the_spec(table, tmp_path):
     summary = run_training(loop_cfg(table, tmp_path, "normal", "train.epochs=12"))
     assert not summary["verified"] and summary["verdicts"][0]["status"] == "FALSIFIED"
     assert summary["counterexample_accuracy"] == 0.0  # its own witnesses, none ordered correctly
+    assert SafePredictor.load(tmp_path).regions == []  # a FALSIFIED certificate certifies nothing
 
 
 @pytest.mark.parametrize("loop", ["vanilla", "spec_data", "early_rejection"])
@@ -65,6 +67,11 @@ def test_correcting_loops_end_verified(table, tmp_path, loop):
     assert ["FALSIFIED"] in rounds[:-1] and rounds[-1] == ["VERIFIED"]  # it was wrong, then corrected
     assert summary["counterexample_accuracy"] == 1.0 and summary["counterexamples"] >= 1
     assert (tmp_path / "wall_time.png").exists()
+    # the final round is the run's certificate: the runtime serves the slice as verified
+    served = SafePredictor.load(tmp_path)
+    assert len(served.regions) == 1
+    centre = served.normalizer.inverse_x(served.regions[0].center)
+    assert served.predict(centre[None]).status[0] == "verified"
 
 
 def test_budget_exhaustion_is_not_verified(table, tmp_path):

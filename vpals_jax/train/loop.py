@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verifiers import Counterexample, Monotonicity, ReluNetwork, Spec, Status, Verdict, get_verifier
+from vpals_jax.certificate import network_fingerprint
 from vpals_jax.config import TrainConfig, VerifierConfig
 from vpals_jax.train.steps import PairPool, RegionSet
 
@@ -54,6 +55,7 @@ class Round:
     end_s: float
     verdicts: dict[int, Verdict]  # spec index -> verdict (early rejection may skip some)
     added: int = 0
+    fingerprint: str = ""  # SHA-256 of the verified weights: the verdicts are evidence about those only
 
     @property
     def all_verified(self) -> bool:
@@ -129,7 +131,8 @@ class Corrector:
             verdicts[i] = self.verifier.verify(net, self.specs[i], time_budget_s=self.verifier_cfg.time_budget_s)
             if self.train.loop == "early_rejection" and verdicts[i].status != Status.VERIFIED:
                 break
-        rnd = Round(len(self.rounds) + 1, epoch, clock, clock + time.perf_counter() - t0, verdicts)
+        rnd = Round(len(self.rounds) + 1, epoch, clock, clock + time.perf_counter() - t0, verdicts,
+                    fingerprint=network_fingerprint(net))  # fmt: skip
         if self.train.loop != "normal":
             rnd.added = self._learn_from(verdicts)
         else:  # the baseline learns nothing, but its witnesses count against its counterexample accuracy
@@ -234,7 +237,7 @@ class Corrector:
     def rounds_meta(self) -> list[dict[str, Any]]:
         return [
             {"index": r.index, "epoch": r.epoch, "start_s": r.start_s, "end_s": r.end_s, "added": r.added,
-             "verdicts": {str(i): v.to_dict() for i, v in r.verdicts.items()}}
+             "fingerprint": r.fingerprint, "verdicts": {str(i): v.to_dict() for i, v in r.verdicts.items()}}
             for r in self.rounds
         ]  # fmt: skip
 
@@ -251,6 +254,6 @@ class Corrector:
             ]
         self.rounds = [
             Round(r["index"], r["epoch"], r["start_s"], r["end_s"],
-                  {int(i): Verdict.from_dict(v) for i, v in r["verdicts"].items()}, r["added"])
+                  {int(i): Verdict.from_dict(v) for i, v in r["verdicts"].items()}, r["added"], r.get("fingerprint", ""))
             for r in rounds
         ]  # fmt: skip

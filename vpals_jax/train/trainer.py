@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from verifiers import Verdict
+from vpals_jax.certificate import network_fingerprint, save_verdicts
 from vpals_jax.config import Config
 from vpals_jax.convert import to_relu_network
 from vpals_jax.data.dataset import Dataset, load_dataset
@@ -204,6 +205,13 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, result: dict, corrector: 
         ],  # fmt: skip
         "run_dir": str(run_dir),
     }
+    if corrector and corrector.rounds and corrector.rounds[-1].fingerprint == network_fingerprint(net):
+        # The last round verified exactly the final weights: its verdicts are the run's certificate.
+        last = corrector.rounds[-1]
+        save_verdicts(run_dir / "verify" / "training", net, [last.verdicts[i] for i in sorted(last.verdicts)],
+                      data.feature_names, run_dir=str(run_dir), spec_set=cfg.spec.name, n_specs=len(corrector.specs),
+                      round=last.index, verifier={"name": cfg.verifier.name, "time_budget_s": cfg.verifier.time_budget_s,
+                                                  "options": dict(cfg.verifier.options)})  # fmt: skip
     vols = [v["verified_fraction"] for v in summary["verdicts"]]
     summary["verified_volume"] = float(np.mean(vols)) if vols else None
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
