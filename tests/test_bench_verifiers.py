@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from experiments.bench_verifiers.job import run_job
-from experiments.bench_verifiers.report import wrong_verdicts, write_report
+from experiments.bench_verifiers.report import write_report, wrong_verdicts
 from experiments.bench_verifiers.suite import load_suite, save_suite, synthetic_instances
 from vpals_jax.config import VerifierConfig
 

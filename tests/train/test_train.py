@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import compose_train
 from flax import serialization
+from helpers import compose_train
 
 from vpals_jax.config import ModelConfig, OptimConfig
 from vpals_jax.models import build_model

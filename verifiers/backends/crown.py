@@ -33,11 +33,12 @@ intermediate derivative layers by intervals only, see :meth:`LinearBounder.deriv
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
 
-from verifiers.base import Verifier, numeric_slack, register_verifier
+from verifiers.base import Verifier, confirmed_margin, register_verifier
 from verifiers.linear_bounds import LinearBounder
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
@@ -208,7 +209,7 @@ class CrownVerifier(Verifier):
             order=o["order"],
             # a witness must beat the float64 evaluation error, as in the base class's re-check;
             # otherwise rounding noise on a flat stretch would stop the search for nothing
-            check_fn=lambda c: spec.violation(net, c) - numeric_slack(net, c),
+            check_fn=partial(confirmed_margin, net, spec),
             seed=o["seed"],
         )
         verdict = Verdict(**res.verdict_fields(), **base)
@@ -259,7 +260,7 @@ def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, 
         milp_s += dec.seconds
         done += 1
         if dec.status == "falsified":
-            kept = [c for c in dec.counterexamples if spec.violation(net, c) > numeric_slack(net, c)]
+            kept = [c for c in dec.counterexamples if confirmed_margin(net, spec, c) > 0]
             if kept:
                 verdict.status = Status.FALSIFIED
                 verdict.counterexamples = kept + list(verdict.counterexamples)

@@ -56,12 +56,13 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from verifiers.base import Verifier, register_verifier
+from verifiers.base import Verifier, confirmed_margin, register_verifier
 from verifiers.lirpa_compat import DENSE_BOUND_OPTS, import_auto_lirpa
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
@@ -721,7 +722,6 @@ class LirpaVerifier(Verifier):
     # -- the search --------------------------------------------------------------------------
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
-        from verifiers.base import numeric_slack
         from verifiers.witness import make_falsifier
 
         o = self.options
@@ -769,7 +769,7 @@ class LirpaVerifier(Verifier):
                 max_boxes=int(o["max_boxes"]),
                 time_budget_s=remaining,
                 order=o["order"],
-                check_fn=lambda c: spec.violation(net, c) - numeric_slack(net, c),
+                check_fn=partial(confirmed_margin, net, spec),
                 seed=int(o["seed"]),
             )
         finally:

@@ -24,11 +24,12 @@ Options: ``max_boxes`` (box budget, default 200000), ``batch_size`` (default 512
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import jax
 
-from verifiers.base import Verifier, numeric_slack, register_verifier
+from verifiers.base import Verifier, confirmed_margin, register_verifier
 from verifiers.bounds import PRECISIONS, make_monotonicity_bound_fn, make_output_bound_fn
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
@@ -104,7 +105,7 @@ class OuroborosVerifier(Verifier):
             time_budget_s=time_budget_s,
             order=o["order"],
             # The same test as Verifier._recheck: the margin must beat float64 evaluation error.
-            check_fn=lambda c: spec.violation(net, c) - numeric_slack(net, c),
+            check_fn=partial(confirmed_margin, net, spec),
             seed=o["seed"],
         )
         return Verdict(**res.verdict_fields(), **base)

@@ -28,8 +28,8 @@ from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
 from vpals_jax.specs import build_specs
 from vpals_jax.train import checkpoint as ckpt
-from vpals_jax.train.metrics import MetricsLog, regression_metrics
 from vpals_jax.train.loop import Corrector
+from vpals_jax.train.metrics import MetricsLog, regression_metrics
 from vpals_jax.train.plots import plot_training_curve, plot_wall_time
 from vpals_jax.train.steps import create_state, epoch_key, predict, train_epoch
 
