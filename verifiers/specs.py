@@ -108,6 +108,10 @@ class Spec(abc.ABC):
                 f"{self.kind}: region has {self.region.dim} dimensions but the network has {net.n_inputs} inputs"
             )
 
+    def vacuous(self) -> str | None:
+        """Why the spec holds for every network (no counterexample can exist), or None."""
+        return None
+
     @abc.abstractmethod
     def violation(self, net: ReluNetwork, cex: Counterexample) -> float:
         """Re-check ``cex`` on ``net`` in float64; return its violation margin (> 0 iff real)."""
@@ -148,6 +152,11 @@ class Monotonicity(Spec):
     def sign(self) -> float:
         """+1 for increasing, -1 for decreasing: ``sign * df/dx_i >= 0`` is the local property."""
         return 1.0 if self.direction == "increasing" else -1.0
+
+    def vacuous(self) -> str | None:
+        if self.region.widths[self.feature] == 0:
+            return f"feature {self.feature} is fixed in the region: no pair (x, x') exists"
+        return None
 
     def violation(self, net: ReluNetwork, cex: Counterexample) -> float:
         if cex.x_prime is None:

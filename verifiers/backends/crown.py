@@ -182,14 +182,6 @@ class CrownVerifier(Verifier):
         start = time.perf_counter()
         base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         region = spec.region
-        if isinstance(spec, Monotonicity) and region.widths[spec.feature] == 0:
-            return Verdict(
-                status=Status.VERIFIED,
-                verified_fraction=1.0,
-                unresolved_fraction=0.0,
-                message=f"feature {spec.feature} is fixed in the region: no pair (x, x') exists",
-                **base,
-            )
         bounder = LinearBounder(net, batch_size=o["batch_size"])
         if isinstance(spec, Monotonicity):
             bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"])

@@ -732,14 +732,6 @@ class LirpaVerifier(Verifier):
             torch.set_num_threads(int(o["threads"]))
         try:
             if isinstance(spec, Monotonicity):
-                if spec.region.widths[spec.feature] == 0:
-                    return Verdict(
-                        status=Status.VERIFIED,
-                        verified_fraction=1.0,
-                        unresolved_fraction=0.0,
-                        message=f"feature {spec.feature} is fixed in the region: no pair (x, x') exists",
-                        **base,
-                    )
                 bound_fn = self.monotonicity_bound_fn(net, spec)
                 falsify_fn = (
                     _MonotonicityFalsifier(net, spec, o["n_samples"], o["n_grid"], o["pgd_steps"])

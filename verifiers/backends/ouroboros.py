@@ -34,7 +34,7 @@ from verifiers.bounds import PRECISIONS, make_monotonicity_bound_fn, make_output
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.splitting import split_and_bound
-from verifiers.verdict import Status, Verdict
+from verifiers.verdict import Verdict
 from verifiers.witness import make_falsifier
 
 
@@ -82,14 +82,6 @@ class OuroborosVerifier(Verifier):
         base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         region = spec.region
         if isinstance(spec, Monotonicity):
-            if region.widths[spec.feature] == 0:
-                return Verdict(
-                    status=Status.VERIFIED,
-                    verified_fraction=1.0,
-                    unresolved_fraction=0.0,
-                    message=f"feature {spec.feature} is fixed in the region: no pair (x, x') exists",
-                    **base,
-                )
             bound_fn = make_monotonicity_bound_fn(net, spec.feature, spec.sign, region, o["precision"])
         elif isinstance(spec, OutputBound):
             bound_fn = make_output_bound_fn(net, spec.lower, spec.upper, region, o["precision"])
