@@ -62,3 +62,10 @@ def test_verified_with_a_real_counterexample_is_a_backend_bug():
 def test_tiny_real_violation_beyond_the_error_bound_is_kept():
     v = Scripted(status=Status.FALSIFIED, pairs=[([0.0], [1.0])]).verify(line(-1e-9, bias=1.0), SPEC)
     assert v.status == Status.FALSIFIED and v.counterexamples[0].margin == pytest.approx(1e-9, rel=1e-6)
+
+
+def test_a_spec_whose_feature_is_fixed_is_vacuously_verified_for_every_backend():
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([0.4, 0.0], [0.4, 1.0]))
+    net = ReluNetwork([np.array([[-1.0], [1.0]]), np.array([[1.0]])], [np.array([0.0]), np.array([0.0])])
+    v = Scripted(status=Status.FALSIFIED, pairs=[]).verify(net, spec)  # the backend is never asked
+    assert v.status == Status.VERIFIED and "no pair (x, x') exists" in v.message
