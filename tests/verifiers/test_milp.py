@@ -82,8 +82,9 @@ def test_output_extremes_equal_brute_force():
 
 def test_degenerate_kink_patterns_do_not_falsify():
     """f = relu(x) - relu(x) is constant, but at x = 0 the MILP may switch one copy on and the other
-    off (slope -1): the pattern's region has no extent along e_0, so it is excluded and the spec
-    is verified."""
+    off (slope -1): the pattern's region has no extent along e_0, so it is excluded and never
+    falsifies. The remaining minimum is exactly 0, which a floating-point solver cannot tell from
+    -1e-8: with tolerance 0 the MILP leaves it undecided; with any tolerance it proves it."""
     net = ReluNetwork([np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([[1.0], [-1.0]])], [np.zeros(2), np.zeros(1)])
     region = Box([-1.0, 0.0], [1.0, 1.0])
     spec = Monotonicity(feature=0, direction="increasing", region=region)
@@ -92,6 +93,9 @@ def test_degenerate_kink_patterns_do_not_falsify():
     seg = segment_in_pattern(net, [np.array([1.0, 0.0])], region.lower, region.upper, 0)
     assert seg is not None and seg[1] == pytest.approx(0.0, abs=1e-9)
     v = get_verifier("milp").verify(net, spec, 20.0)
+    assert v.status == Status.UNKNOWN and "within abs_tol" in v.message
+    tolerant = Monotonicity(feature=0, direction="increasing", region=region, tolerance=1e-3)
+    v = get_verifier("milp").verify(net, tolerant, 20.0)
     assert v.status == Status.VERIFIED and "degenerate" in v.message
 
 
@@ -166,3 +170,13 @@ def test_bad_options():
     for bad in ({"abs_tol": -1.0}, {"threads": -1}, {"nope": 1}):
         with pytest.raises(ValueError):
             get_verifier("milp", **bad)
+
+
+def test_a_violation_smaller_than_the_solver_tolerance_is_never_verified():
+    """d f / d x_0 = -5e-8 everywhere: inside HiGHS's tolerance, but a real violation."""
+    net = ReluNetwork([np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[-5e-8], [1.0]])],
+                      [np.full(2, 2.0), np.zeros(1)])  # fmt: skip
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([-1.0, -1.0], [1.0, 1.0]))
+    v = get_verifier("milp").verify(net, spec, 20.0)
+    assert v.status != Status.VERIFIED
+    assert v.status == Status.FALSIFIED and v.counterexamples[0].margin == pytest.approx(1e-7, rel=1e-3)

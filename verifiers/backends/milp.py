@@ -48,11 +48,12 @@ MILP decides). For tolerance 0, ``min D >= 0`` is therefore necessary and suffic
 monotonicity over the non-degenerate patterns, and the degenerate ones can never produce a
 wrong FALSIFIED (the re-check in the base class is the final judge of every witness anyway).
 
-*Solver tolerances.* HiGHS works in floating point with feasibility tolerances, so an MILP proof
-is exact up to those (``abs_tol``, default ``1e-7``, is the margin below zero that is still
-accepted: a search with objective cutoff ``-abs_tol - t / W_i`` that finds nothing proves the
-box). This is the usual standard of MILP-based verification; the bound-propagation backends carry
-a rigorous rounding allowance instead.
+*Solver tolerances.* HiGHS works in floating point with feasibility tolerances, so a minimum it
+reports can be off by about those. A VERIFIED verdict therefore needs the minimum to clear the
+spec's threshold by ``abs_tol`` (default ``1e-7``) on the *safe* side: a search with objective
+cutoff ``abs_tol - t / W_i`` that finds nothing proves the box. A minimum within ``abs_tol`` of the
+threshold (a network that is exactly flat somewhere, say) is left undecided by the MILP rather
+than accepted; the sound linear bound tried first proves such boxes when it can.
 
 Options: ``abs_tol`` (see above), ``worst_case`` (default True: optimise to the worst derivative
 and, when the spec is falsified and time remains, also run the difference MILP for the pair of
@@ -601,9 +602,10 @@ def decide_monotonicity_box(
 ) -> BoxDecision:
     """Decide ``spec`` restricted to the box ``[lo, hi]`` (pairs inside the box) with MILPs.
 
-    VERIFIED: ``min sign * df/dx_i >= -abs_tol - t / W_i`` (``W_i`` the width of the *spec's
+    VERIFIED: ``min sign * df/dx_i >= abs_tol - t / W_i`` (``W_i`` the width of the *spec's
     region* along ``i``, so that the verdicts of boxes of a cover combine), or the difference MILP
-    shows ``min sign * (f(x') - f(x)) >= -t - abs_tol`` on the box. FALSIFIED: a pair, to be
+    shows ``min sign * (f(x') - f(x)) >= abs_tol - t`` on the box: the solver's minimum must clear
+    the threshold by its tolerance. FALSIFIED: a pair, to be
     re-checked by the caller.
 
     Before any MILP: with ``presolve_bounds`` the sound CROWN bound of the box is tried (it may
@@ -638,7 +640,7 @@ def decide_monotonicity_box(
             out.status = "falsified"
             out.counterexamples.append(Counterexample.make(x, xp))
         return out
-    cutoff = -abs_tol - tol / w_region
+    cutoff = abs_tol - tol / w_region  # a proof must clear the threshold by abs_tol (solver tolerance)
     bm = BoxMilp(net, lo, hi, feature=i, bounder=bounder, sign=sign)
     if presolve_bounds:
         lb = bm.derivative_lower
@@ -709,6 +711,11 @@ def decide_monotonicity_box(
             else:  # a real negative slope, but its segment is too short to exceed the tolerance
                 need_difference = True
             break
+        if seg is not None and seg[1] > min_len:
+            # a real pattern with slope >= 0 at the optimum: the minimum lies within the solver's
+            # tolerance of the threshold, which the MILP cannot decide soundly
+            out.message = "derivative MILP: the minimum is within abs_tol of the threshold (undecided)"
+            break
         if len(nogood) >= max_nogood:
             need_difference = True
             break
@@ -720,11 +727,11 @@ def decide_monotonicity_box(
             out.counterexamples.insert(0, Counterexample.make(r.x, r.x_prime))
     if need_difference and left() > 0:
         # the exact finite-difference MILP decides
-        r = bm.min_difference(sign, time_limit=left(), cutoff=-tol - abs_tol, threads=threads, rel_gap=rel_gap)
+        r = bm.min_difference(sign, time_limit=left(), cutoff=-tol + abs_tol, threads=threads, rel_gap=rel_gap)
         out.milps += 1
-        if r.status == "cutoff" or (r.status == "optimal" and r.objective is not None and r.objective > -tol - abs_tol):
+        if r.status == "cutoff" or (r.status == "optimal" and r.objective is not None and r.objective > -tol + abs_tol):
             out.status = "verified"
-            out.message = f"difference MILP: min sign*(f(x')-f(x)) >= {-tol - abs_tol:.3g}"
+            out.message = f"difference MILP: min sign*(f(x')-f(x)) >= {-tol + abs_tol:.3g}"
         elif r.x is not None and r.objective is not None and r.objective < -tol:
             out.status = "falsified"
             out.counterexamples.append(Counterexample.make(r.x, r.x_prime))
@@ -764,10 +771,10 @@ def decide_output_box(
             out.message = "time limit"
             break
         # min sign * f >= sign * ref  <=>  spec side holds
-        r = bm.min_output(sign, time_limit=left, cutoff=sign * ref - abs_tol, threads=threads)
+        r = bm.min_output(sign, time_limit=left, cutoff=sign * ref + abs_tol, threads=threads)
         out.milps += 1
         if r.status == "cutoff" or (
-            r.status == "optimal" and r.objective is not None and r.objective >= sign * ref - abs_tol
+            r.status == "optimal" and r.objective is not None and r.objective >= sign * ref + abs_tol
         ):
             if r.dual_bound is not None:
                 slack = min(slack, r.dual_bound - sign * ref)
