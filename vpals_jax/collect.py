@@ -13,6 +13,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vpals_jax.cli import fail
+
 log = logging.getLogger("vpals_jax.collect")
 
 
@@ -27,6 +29,8 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt as e:
         log.error("interrupted (%s); finished points are kept, re-run the same command to resume", e or "SIGINT")
         sys.exit(130)
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        fail("vpals-collect", e)
     log.info("summary: %s", json.dumps(summary))
     print(json.dumps(summary))
 
