@@ -54,11 +54,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import numpy as np
 
-from verifiers.specs import Box
+from verifiers.network import ReluNetwork
+from verifiers.specs import Box, Spec
 from verifiers.verdict import Counterexample, Status
 
 
@@ -388,3 +390,29 @@ def widest_split_score(lower: np.ndarray, upper: np.ndarray, region: Box) -> np.
     w = region.widths
     rel = np.where(w > 0, 1.0 / np.where(w > 0, w, 1.0), 0.0)
     return (upper - lower) * rel[None, :]
+
+
+def search(
+    net: ReluNetwork, spec: Spec, bound_fn: BoundFn, options: dict, time_budget_s: float
+) -> SplitResult:
+    """The engine run that the bounding backends share: the shared witness search, and the base
+    class's witness test as ``check_fn`` (rounding noise never stops a search early).
+
+    ``options`` holds the backend's ``batch_size``, ``max_boxes``, ``order``, ``seed``,
+    ``n_samples`` and ``n_grid``.
+    """
+    from verifiers.base import confirmed_margin
+    from verifiers.witness import make_falsifier
+
+    o = options
+    return split_and_bound(
+        spec.region,
+        bound_fn,
+        make_falsifier(net, spec, n_samples=o["n_samples"], n_grid=o["n_grid"]),
+        batch_size=o["batch_size"],
+        max_boxes=o["max_boxes"],
+        time_budget_s=time_budget_s,
+        order=o["order"],
+        check_fn=partial(confirmed_margin, net, spec),
+        seed=o["seed"],
+    )

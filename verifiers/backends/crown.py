@@ -33,7 +33,6 @@ intermediate derivative layers by intervals only, see :meth:`LinearBounder.deriv
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,9 +41,8 @@ from verifiers.base import Verifier, confirmed_margin, register_verifier
 from verifiers.linear_bounds import LinearBounder
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
-from verifiers.splitting import BoundFn, BoundResult, split_and_bound, widest_split_score
+from verifiers.splitting import BoundFn, BoundResult, search, widest_split_score
 from verifiers.verdict import Status, Verdict
-from verifiers.witness import make_falsifier
 
 SPLITS = ("coef", "widest")
 
@@ -181,7 +179,6 @@ class CrownVerifier(Verifier):
         o = self.options
         start = time.perf_counter()
         base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
-        region = spec.region
         bounder = LinearBounder(net, batch_size=o["batch_size"])
         if isinstance(spec, Monotonicity):
             bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"])
@@ -189,21 +186,8 @@ class CrownVerifier(Verifier):
             bound_fn = make_crown_output_bound_fn(bounder, spec, o["split"])
         else:  # pragma: no cover - guarded by supported_specs
             raise AssertionError(spec.kind)
-        falsify_fn = make_falsifier(net, spec, n_samples=o["n_samples"], n_grid=o["n_grid"])
         engine_budget = time_budget_s * (o["hybrid_fraction"] if o["hybrid_milp"] else 1.0)
-        res = split_and_bound(
-            region,
-            bound_fn,
-            falsify_fn,
-            batch_size=o["batch_size"],
-            max_boxes=o["max_boxes"],
-            time_budget_s=engine_budget,
-            order=o["order"],
-            # a witness must beat the float64 evaluation error, as in the base class's re-check;
-            # otherwise rounding noise on a flat stretch would stop the search for nothing
-            check_fn=partial(confirmed_margin, net, spec),
-            seed=o["seed"],
-        )
+        res = search(net, spec, bound_fn, o, engine_budget)
         verdict = Verdict(**res.verdict_fields(), **base)
         if o["hybrid_milp"] and res.status in (Status.UNKNOWN, Status.TIMEOUT) and len(res.unresolved_lower):
             deadline = start + time_budget_s

@@ -24,18 +24,16 @@ Options: ``max_boxes`` (box budget, default 200000), ``batch_size`` (default 512
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, ClassVar
 
 import jax
 
-from verifiers.base import Verifier, confirmed_margin, register_verifier
+from verifiers.base import Verifier, register_verifier
 from verifiers.bounds import PRECISIONS, make_monotonicity_bound_fn, make_output_bound_fn
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
-from verifiers.splitting import split_and_bound
+from verifiers.splitting import search
 from verifiers.verdict import Verdict
-from verifiers.witness import make_falsifier
 
 
 def _default_batch_size() -> int:
@@ -87,17 +85,5 @@ class OuroborosVerifier(Verifier):
             bound_fn = make_output_bound_fn(net, spec.lower, spec.upper, region, o["precision"])
         else:  # pragma: no cover - guarded by supported_specs in Verifier.verify
             raise AssertionError(spec.kind)
-        falsify_fn = make_falsifier(net, spec, n_samples=o["n_samples"], n_grid=o["n_grid"])
-        res = split_and_bound(
-            region,
-            bound_fn,
-            falsify_fn,
-            batch_size=o["batch_size"],
-            max_boxes=o["max_boxes"],
-            time_budget_s=time_budget_s,
-            order=o["order"],
-            # The same test as Verifier._recheck: the margin must beat float64 evaluation error.
-            check_fn=partial(confirmed_margin, net, spec),
-            seed=o["seed"],
-        )
+        res = search(net, spec, bound_fn, o, time_budget_s)
         return Verdict(**res.verdict_fields(), **base)
