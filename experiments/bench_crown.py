@@ -40,7 +40,7 @@ import optax
 
 from experiments.bench_ouroboros import bench_network
 from verifiers import Box, Monotonicity, ReluNetwork, get_verifier
-from verifiers.backends.milp import BoxMilp
+from verifiers.milp import BoxMilp
 from verifiers.instances import random_relu_net, unit_box
 from verifiers.linear_bounds import LinearBounder
 

@@ -305,9 +305,13 @@ class BatchForward:
 
 
 def make_monotonicity_bound_fn(
-    net: ReluNetwork, feature: int, sign: float, region: Box, precision: str = "float64"
+    net: ReluNetwork, feature: int, sign: float, region: Box, precision: str = "float64", shift: float = 0.0
 ) -> BoundFn:
-    """Bounding function of the splitting engine for ``sign * df/dx_feature`` (Ouroboros)."""
+    """Bounding function of the splitting engine for ``sign * df/dx_feature + shift`` (Ouroboros).
+
+    ``shift`` is the spec's ``slope_allowance`` (``t / W_i`` rounded toward 0), the tolerance in
+    the form that composes across boxes (see :attr:`verifiers.specs.Monotonicity.slope_allowance`).
+    """
     dn = device_net(net, precision)
     with jax.enable_x64(True):
         feat = jnp.asarray(feature, dtype=jnp.int32)
@@ -317,7 +321,7 @@ def make_monotonicity_bound_fn(
         with jax.enable_x64(True):
             lo, hi = _boxes(dn, lower, upper)
             lb = np.asarray(_monotonicity_lower_jit(dn, lo, hi, feat, sgn), dtype=np.float64)
-        return BoundResult(lower=lb, split_score=widest_split_score(lower, upper, region))
+        return BoundResult(lower=lb + shift, split_score=widest_split_score(lower, upper, region))
 
     bound.device_net = dn  # type: ignore[attr-defined]
     return bound

@@ -188,3 +188,85 @@ __all__ = [
     "random_relu_net",
     "unit_box",
 ]
+
+
+def split_band_net(
+    n_inputs: int = 1,
+    feature: int = 0,
+    start: float = 0.3 + 1 / (3 * np.e),
+    width: float = 0.4,
+    drop: float = 0.04,
+    slope: float = 10.0,
+    mix: float = 0.0,
+) -> ReluNetwork:
+    """``f = slope x_i + sum_{j != i} x_j - c relu(s - start) + c relu(s - start - width)`` with
+    ``s = x_i + mix * x_{i+1}`` and ``c = slope + drop / width``: monotone except a band of slope
+    ``-drop / width`` and length ``width`` along ``x_i``, i.e. a drop of exactly ``drop``.
+
+    On ``[0, 1]^n`` the default band straddles the first bisection point (0.5); wider or earlier
+    bands straddle several, so that every box of a bisection sees only part of the drop: the
+    instance on which per-box *difference* proofs with a tolerance just below ``drop`` (which do
+    not compose) would wrongly verify. ``mix`` tilts the band into the next feature.
+    """
+    c = slope + drop / width
+    other = (feature + 1) % n_inputs
+    w0 = np.zeros((n_inputs, 3))
+    w0[feature] = 1.0
+    if mix and n_inputs > 1:
+        w0[other, 1:] = mix
+    b0 = np.array([0.0, -start, -start - width])
+    w_lin = np.ones((n_inputs, 1))
+    w_lin[feature] = 0.0
+    # x_j >= 0 on the unit box: relu(x_j) = x_j carries the monotone linear part
+    w0 = np.hstack([w0, np.eye(n_inputs)])
+    b0 = np.concatenate([b0, np.zeros(n_inputs)])
+    w1 = np.concatenate([[slope, -c, c], w_lin[:, 0]])[:, None]
+    return ReluNetwork([w0, w1], [b0, np.zeros(1)])
+
+
+def gated_violation(
+    hidden: int = 16, depth: int = 4, gate_weight: float = 500.0, drop: float = 2e-5, seed: int = 0
+) -> tuple[ReluNetwork, Monotonicity]:
+    """A ``4 -> hidden^depth -> 1`` network on ``[-1, 1]^4`` whose monotonicity violation in
+    ``x_0`` (a drop of about ``drop``, spec tolerance ``drop / 20``) is reachable only through the
+    corner ``x_1 = x_2 = x_3 = 1``, behind a gate unit of weight ``gate_weight``; several units
+    have pre-activation bounds within 1e-8 of 0 and large outgoing weights. Floating-point
+    MILP solvers, whose feasibility tolerance is about 1e-9, can miss such a violation.
+    """
+    rng = np.random.default_rng(seed)
+    g = gate_weight
+    ws, bs = [], []
+    w = np.zeros((4, hidden))
+    b = np.zeros(hidden)
+    w[1:, 0] = g
+    b[0] = -g * 2.99  # gate: relu(g (x1 + x2 + x3 - 2.99)) in [0, 0.01 g], positive near the corner
+    w[0, 1] = 1.0
+    b[1] = 1.0  # x0 + 1 >= 0: carries x0
+    for k in range(2, hidden):  # tiny units: pre-activation bounds within 1e-8 of 0
+        w[rng.integers(0, 4), k] = rng.uniform(1e-10, 5e-9) * rng.choice([-1, 1])
+        b[k] = rng.uniform(-1e-9, 1e-9)
+    ws.append(w)
+    bs.append(b)
+    for layer in range(1, depth):
+        w = np.zeros((hidden, hidden))
+        b = np.zeros(hidden)
+        w[0, 0] = 1.0
+        w[1, 1] = 1.0
+        if layer == depth - 1:  # band unit: relu(x0 + 1 - 2 + gate / (0.01 g)), active only near the corner
+            w[1, 2] = 1.0
+            w[0, 2] = 1.0 / (0.01 * g)
+            b[2] = -2.0
+        for k in range(2 if layer < depth - 1 else 3, hidden):  # tiny units pass on, amplified by the gate weight
+            w[k, k] = g
+            b[k] = rng.uniform(-1e-9, 1e-9)
+        ws.append(w)
+        bs.append(b)
+    out = np.zeros((hidden, 1))
+    out[1, 0] = drop / 20  # increasing in x0 everywhere ...
+    out[2, 0] = -(drop + drop / 20)  # ... but the band drops by about `drop` along x0 near the corner
+    out[3:, 0] = rng.choice([-1.0, 1.0], size=hidden - 3) * 1e-3
+    ws.append(out)
+    bs.append(np.zeros(1))
+    net = ReluNetwork(ws, bs)
+    spec = Monotonicity(feature=0, direction="increasing", region=Box(-np.ones(4), np.ones(4)), tolerance=drop / 20)
+    return net, spec

@@ -153,6 +153,24 @@ class Monotonicity(Spec):
         """+1 for increasing, -1 for decreasing: ``sign * df/dx_i >= 0`` is the local property."""
         return 1.0 if self.direction == "increasing" else -1.0
 
+    @property
+    def slope_allowance(self) -> float:
+        """``t / W_i`` (``W_i`` the region's width along the feature) rounded toward 0.
+
+        The form of the tolerance that composes across a cover of the region: if
+        ``sign * df/dx_i >= -slope_allowance`` on every box of the cover, then along any segment
+        of length ``d <= W_i`` the drop is at most ``d t / W_i <= t``. The difference form
+        ``sign * (f(x') - f(x)) >= -t`` proven box by box does not compose (a band of negative
+        slope split between two boxes shows half its drop in each), so it proves only a box
+        that spans the region along the feature. Rounded toward 0 so that it never exceeds the
+        exact quotient: ``bound + slope_allowance >= 0`` in floating point then implies the
+        exact inequality (a sum of two doubles has the sign of its exact value).
+        """
+        w = float(self.region.widths[self.feature])
+        if self.tolerance <= 0 or w <= 0:
+            return 0.0
+        return float(np.nextafter(self.tolerance / w, 0.0))
+
     def vacuous(self) -> str | None:
         if self.region.widths[self.feature] == 0:
             return f"feature {self.feature} is fixed in the region: no pair (x, x') exists"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from verifiers import Box, Monotonicity, OutputBound, ReluNetwork, Status, get_verifier
-from verifiers.backends.milp import BoxMilp
+from verifiers.milp import BoxMilp
 from verifiers.instances import monotone_net, planted_violation, random_relu_net
 from verifiers.linear_bounds import LinearBounder
 

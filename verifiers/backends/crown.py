@@ -18,7 +18,7 @@ is the Ouroboros rule (widest dimension relative to the region).
 
 Hybrid mode (``hybrid_milp=True``): the engine runs with ``hybrid_fraction`` of the time budget
 (and its box budget); every box it leaves unresolved, lowest bound first, is then decided exactly by
-the MILP of :mod:`verifiers.backends.milp` on that box, within the remaining time. Any MILP
+the MILP of :mod:`verifiers.milp` on that box, within the remaining time. Any MILP
 counterexample (re-checked as always) falsifies the spec; all boxes proven verifies it (a box
 proven by MILP is exact up to HiGHS's tolerances, see the milp backend).
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from verifiers.base import Verifier, confirmed_margin, register_verifier
 from verifiers.linear_bounds import LinearBounder
+from verifiers.milp import decide_monotonicity_box, decide_output_box
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.splitting import BoundFn, BoundResult, search, widest_split_score
@@ -71,9 +72,7 @@ def make_crown_monotonicity_bound_fn(
     """Bounding function of the splitting engine for ``sign * df/dx_i + t / W_i``."""
     region = spec.region
     i, sign = spec.feature, spec.sign
-    # t / W_i rounded down, so that it never exceeds the exact quotient; the sum lb + shift then
-    # has the sign of its exact value (a sum of two doubles rounds to 0 only when it is 0)
-    shift = float(np.nextafter(spec.tolerance / float(region.widths[i]), 0.0)) if spec.tolerance > 0 else 0.0
+    shift = spec.slope_allowance
     rel = np.where(region.widths > 0, 1.0 / np.where(region.widths > 0, region.widths, 1.0), 0.0)
 
     def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
@@ -197,8 +196,6 @@ class CrownVerifier(Verifier):
 
 def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, deadline: float, o) -> Verdict:
     """Decide the engine's unresolved boxes one by one with the MILP (lowest bound first)."""
-    from verifiers.backends.milp import decide_monotonicity_box, decide_output_box
-
     order = np.argsort(res.unresolved_bound, kind="stable")
     verified_vol = res.verified_fraction
     remaining_vol = float(res.unresolved_volume.sum())

@@ -666,9 +666,8 @@ class LirpaVerifier(Verifier):
         i, sign = spec.feature, spec.sign
         region = spec.region
         rw = region.widths
-        width_i = float(rw[i])
         if self.options["formulation"] == "gradient":
-            shift = spec.tolerance / width_i if width_i > 0 else 0.0
+            shift = spec.slope_allowance
             if len(net.weights) == 1:  # linear network: the derivative is the constant sign * W[i, 0]
                 slope = sign * float(net.weights[0][i, 0])
 
@@ -738,11 +737,7 @@ class LirpaVerifier(Verifier):
                     if o["falsify"]
                     else None
                 )
-                shift = (
-                    spec.tolerance / float(spec.region.widths[spec.feature])
-                    if o["formulation"] == "gradient"
-                    else spec.tolerance
-                )
+                shift = spec.slope_allowance if o["formulation"] == "gradient" else spec.tolerance
             elif isinstance(spec, OutputBound):
                 bound_fn = self.output_bound_fn(net, spec)
                 falsify_fn = make_falsifier(net, spec, n_samples=o["n_samples"]) if o["falsify"] else None

@@ -5,7 +5,8 @@ A JAX re-implementation of the monotonicity verifier of Ouroboros (MLSys 2023):
 1. interval bounds of every pre-activation over a box (IBP);
 2. each ReLU's derivative is then 0, 1 or ``[0, 1]``;
 3. interval arithmetic through the weights bounds ``df/dx_i`` (:mod:`verifiers.bounds`);
-4. the box is proven when the lower bound of ``sign * df/dx_i`` is ``>= 0``;
+4. the box is proven when the lower bound of ``sign * df/dx_i`` is ``>= -t / W_i`` (tolerance
+   ``t``, region width ``W_i``: the form that composes across boxes; exact monotonicity for t = 0);
 5. otherwise it is bisected along its widest dimension (relative to the region), breadth-first,
    up to a box budget (:mod:`verifiers.splitting`);
 6. points sampled in the unproven boxes yield witnesses, each a finite-difference pair
@@ -80,7 +81,9 @@ class OuroborosVerifier(Verifier):
         base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         region = spec.region
         if isinstance(spec, Monotonicity):
-            bound_fn = make_monotonicity_bound_fn(net, spec.feature, spec.sign, region, o["precision"])
+            bound_fn = make_monotonicity_bound_fn(
+                net, spec.feature, spec.sign, region, o["precision"], shift=spec.slope_allowance
+            )
         elif isinstance(spec, OutputBound):
             bound_fn = make_output_bound_fn(net, spec.lower, spec.upper, region, o["precision"])
         else:  # pragma: no cover - guarded by supported_specs in Verifier.verify
