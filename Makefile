@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test test-collect bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
+
+# The collector against the real tools (tests marked `services`, left out of `make test`).
+# As root on Debian/Ubuntu: installs the servers, their benchmark clients and stress-ng.
+test-collect: $(STAMP)
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y stress-ng redis-server redis-tools nginx wrk mariadb-server sysbench
+	$(PY) -m pytest -q -m services tests/collect
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_tools import version, wait_gone
 
 from vpals_jax.data import schema
 from vpals_jax.data.collect import apps as apps_mod
@@ -96,8 +97,8 @@ class FakeProcs:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """A writable fake v2 cgroup root, fixture procfs, no real tools, no real ports."""
+def env(tmp_path, monkeypatch, fake_tools):
+    """A writable fake v2 cgroup root, fixture procfs, fake tools on PATH, no real ports."""
     cg = tmp_path / "cgroup"
     shutil.copytree(FX / "v2" / "a" / "cgroup", cg)
     monkeypatch.setattr(H, "make_app", lambda name, params=None: FakeApp(params=dict(params or {})))
@@ -182,6 +183,7 @@ def test_run_writes_schema_rows_resumes_and_cleans_up(env):
     assert len(co_writes) == len(df) - len(base)
     meta = json.loads((Path(env["cfg"]["out"]) / "fakeapp.meta.json").read_text())
     assert meta["environment"]["layout"]["kind"] == "v2" and meta["points_in_file"] == 7
+    assert meta["environment"]["tools"]["stress-ng"] == version("stress-ng")  # the one on PATH
     assert meta["schema_columns"] == [c.name for c in schema.COLUMNS] and meta["runs"][0]["cleanup_errors"] == []
     assert vpals_dirs(env["cg"]) == [] and not list(env["tmp"].glob("vpals-fakeapp-*"))
     # resume: nothing left to do; more points measure only the new ones
@@ -286,20 +288,8 @@ def test_real_processes_stopped_by_pid_on_error(tmp_path, monkeypatch):
             time.sleep(0.05)
         worker_pid = int(pidfile.read_text())
         raise RuntimeError("measurement failed")
-    deadline = time.monotonic() + 5.0  # SIGKILL is asynchronous: give the kernel a moment
-    while any(_alive(p) for p in (server_pid, worker_pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in (server_pid, worker_pid):
-        assert not _alive(pid), pid
+    assert wait_gone([server_pid, worker_pid]) == []
     assert procs.procs == {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_process_manager_run_times_out(tmp_path):

@@ -1,8 +1,9 @@
 """Smoke run on the real host: a CPU hog in a child cgroup must show cgroup cpu ``some`` > 50 %.
 
 Two busy-looping processes pinned to one CPU in their own cgroup: while one runs the other waits,
-so the group's CPU "some" stall share is close to 100 % of the window. Skipped (with the reason)
-where PSI, per-cgroup PSI or cgroup writes are not available (non-root CI, v1-only layouts, psi=0).
+so the group's CPU "some" stall share is close to 100 % of the window. Needs the real cgroups, so it
+is a ``services`` test (``make test-collect``); skipped with the reason where PSI, per-cgroup PSI or
+cgroup writes are not available (non-root, v1-only layouts, psi=0).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def _skip_reason() -> str | None:
     return None
 
 
+@pytest.mark.services
 @pytest.mark.slow
 def test_cpu_hog_in_child_cgroup_shows_cpu_pressure():
     reason = _skip_reason()
