@@ -40,9 +40,9 @@ import optax
 
 from experiments.bench_ouroboros import bench_network
 from verifiers import Box, Monotonicity, ReluNetwork, get_verifier
+from verifiers.bounds.linear import LinearBounder
 from verifiers.milp import BoxMilp
-from verifiers.instances import random_relu_net, unit_box
-from verifiers.linear_bounds import LinearBounder
+from verifiers.testing.instances import random_relu_net, unit_box
 
 LINNOS_CSV = Path(__file__).resolve().parents[1] / "data" / "external" / "linnos" / "linnos.csv"
 BUDGET_S = 60.0

@@ -22,9 +22,9 @@ import jax
 import numpy as np
 
 from verifiers import Monotonicity, ReluNetwork, get_verifier
-from verifiers.bounds import make_monotonicity_bound_fn
-from verifiers.instances import monotone_net, unit_box
-from verifiers.splitting import split_and_bound
+from verifiers.bounds.interval import make_monotonicity_bound_fn
+from verifiers.search.splitting import split_and_bound
+from verifiers.testing.instances import monotone_net, unit_box
 
 
 def bench_network(seed: int = 0) -> ReluNetwork:

@@ -35,6 +35,8 @@ class ReluNetwork:
         for k, (w, b) in enumerate(zip(ws, bs)):
             if w.ndim != 2:
                 raise ValueError(f"ReluNetwork: weight {k} has shape {w.shape}, expected (in, out)")
+            if 0 in w.shape:
+                raise ValueError(f"ReluNetwork: layer {k} has shape {w.shape}; every layer needs at least one unit")
             if b.shape[0] != w.shape[1]:
                 raise ValueError(
                     f"ReluNetwork: bias {k} has {b.shape[0]} entries but weight {k} has {w.shape[1]} outputs"
@@ -103,24 +105,3 @@ class ReluNetwork:
     @classmethod
     def from_dict(cls, d: dict) -> ReluNetwork:
         return cls(weights=[np.asarray(w) for w in d["weights"]], biases=[np.asarray(b) for b in d["biases"]])
-
-    # Interchange formats (thin delegates to verifiers.io, imported lazily to keep this module light).
-
-    @classmethod
-    def from_nnet(cls, path) -> ReluNetwork:
-        """Read an NNet file, normalisation folded in (see :mod:`verifiers.io.nnet`)."""
-        from verifiers.io.nnet import read_nnet
-
-        return read_nnet(path).network
-
-    def to_nnet(self, path, domain=None):
-        """Write this network as an NNet file (unnormalised; ``domain`` fills the input min/max)."""
-        from verifiers.io.nnet import write_nnet
-
-        return write_nnet(self, path, domain=domain)
-
-    def to_onnx(self, path, dtype: str = "float32"):
-        """Write this network as ONNX (input ``X`` ``(batch, n)``, output ``Y``)."""
-        from verifiers.io.onnx import write_onnx
-
-        return write_onnx(self, path, dtype=dtype)

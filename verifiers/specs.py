@@ -141,7 +141,8 @@ class Monotonicity(Spec):
     def __post_init__(self) -> None:
         if self.direction not in ("increasing", "decreasing"):
             raise ValueError(f"Monotonicity: direction must be 'increasing' or 'decreasing', got {self.direction!r}")
-        if not isinstance(self.feature, (int, np.integer)) or self.feature < 0:
+        is_index = isinstance(self.feature, (int, np.integer)) and not isinstance(self.feature, (bool, np.bool_))
+        if not is_index or self.feature < 0:
             raise ValueError(f"Monotonicity: feature must be a non-negative index, got {self.feature!r}")
         if self.feature >= self.region.dim:
             raise ValueError(f"Monotonicity: feature {self.feature} is outside the {self.region.dim}-dimensional region")

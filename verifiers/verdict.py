@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,6 +40,23 @@ class Counterexample:
         )
 
 
+_NON_FINITE = {"inf", "-inf", "nan"}
+
+
+def _strict(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
+def _unstrict(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: float(v) if isinstance(v, str) and v in _NON_FINITE else v for k, v in d.items()}
+
+
 @dataclass
 class Verdict:
     """The answer of one backend on one (network, spec) problem; serialises to JSON.
@@ -66,18 +84,22 @@ class Verdict:
         return max((c.margin for c in self.counterexamples), default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """JSON-ready; non-finite floats become the strings "inf", "-inf", "nan" (strict JSON
+        has no Infinity or NaN, and other tools reject the files Python writes with them)."""
+        d = _strict(asdict(self))
         d["status"] = self.status.value
         return d
 
     def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
+        return json.dumps(self.to_dict(), **{"allow_nan": False, **kw})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
         d = dict(d)
         d["status"] = Status(d["status"])
-        d["counterexamples"] = [Counterexample(**c) for c in d.get("counterexamples", [])]
+        d["counterexamples"] = [Counterexample(**_unstrict(c)) for c in d.get("counterexamples", [])]
+        if isinstance(d.get("best_bound"), str):
+            d["best_bound"] = float(d["best_bound"])
         return cls(**d)
 
     @classmethod

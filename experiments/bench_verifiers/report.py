@@ -94,8 +94,8 @@ def ibp_crosscheck(suite_dir: Path) -> float:
     are independent, so agreement to 1e-5 checks both.
     """
     from experiments.bench_verifiers.suite import load_suite
-    from verifiers.backends.lirpa import preactivation_bounds as lirpa_bounds
-    from verifiers.bounds import preactivation_bounds
+    from verifiers.backends.lirpa.bounding import preactivation_bounds as lirpa_bounds
+    from verifiers.bounds.interval import preactivation_bounds
 
     worst = 0.0
     for inst in load_suite(suite_dir):

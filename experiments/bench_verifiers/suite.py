@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from verifiers import Box, Monotonicity, ReluNetwork, Spec, spec_from_dict
-from verifiers.instances import monotone_net, planted_violation, random_relu_net, unit_box
+from verifiers.io import read_nnet, write_nnet
+from verifiers.testing.instances import monotone_net, planted_violation, random_relu_net, unit_box
 
 
 @dataclass
@@ -98,7 +99,7 @@ def trained_instances(widths: tuple[int, ...] = (16, 32), epochs: int = 3) -> li
 def user_instances(paths: list[str]) -> list[Instance]:
     out = []
     for path in paths:
-        net = ReluNetwork.from_nnet(path)
+        net = read_nnet(path).network
         for i in range(net.n_inputs):
             spec = _mono(i, net.n_inputs, region=unit_box(net.n_inputs))
             out.append(Instance(f"user_{Path(path).stem}_x{i}", "user", net, spec, None, net.weights[0].shape[1],
@@ -111,7 +112,7 @@ def save_suite(instances: list[Instance], out_dir: Path) -> Path:
     index = []
     for inst in instances:
         nnet = out_dir / f"{inst.name}.nnet"
-        inst.net.to_nnet(nnet)
+        write_nnet(inst.net, nnet)
         index.append({"name": inst.name, "kind": inst.kind, "truth": inst.truth, "width": inst.width,
                       "depth": inst.depth, "nnet": nnet.name, "spec": inst.spec.to_dict()})  # fmt: skip
     path = out_dir / "suite.json"
@@ -121,5 +122,5 @@ def save_suite(instances: list[Instance], out_dir: Path) -> Path:
 
 def load_suite(suite_dir: Path) -> list[Instance]:
     index = json.loads((suite_dir / "suite.json").read_text())
-    return [Instance(e["name"], e["kind"], ReluNetwork.from_nnet(suite_dir / e["nnet"]), spec_from_dict(e["spec"]),
+    return [Instance(e["name"], e["kind"], read_nnet(suite_dir / e["nnet"]).network, spec_from_dict(e["spec"]),
                      e["truth"], e["width"], e["depth"]) for e in index]  # fmt: skip

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from verifiers import Box, ReluNetwork
-from verifiers import bounds as B
-from verifiers.instances import monotone_net, random_relu_net, unit_box
+from verifiers.bounds import interval as B
+from verifiers.testing.instances import monotone_net, random_relu_net, unit_box
 
 
 def random_boxes(rng, n_boxes, n, max_width=0.3):

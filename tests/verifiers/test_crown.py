@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from verifiers import Box, Monotonicity, OutputBound, ReluNetwork, Status, get_verifier
+from verifiers.bounds.linear import LinearBounder
 from verifiers.milp import BoxMilp
-from verifiers.instances import monotone_net, planted_violation, random_relu_net
-from verifiers.linear_bounds import LinearBounder
+from verifiers.testing.instances import monotone_net, planted_violation, random_relu_net
 
 SHAPES = [(4, (8, 8)), (3, (6, 6, 6))]
 BATCH = 64

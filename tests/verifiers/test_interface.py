@@ -24,8 +24,8 @@ from verifiers import (
     register_verifier,
     spec_from_dict,
 )
-from verifiers.instances import random_relu_net, unit_box
 from verifiers.specs import SPEC_REGISTRY
+from verifiers.testing.instances import random_relu_net, unit_box
 
 
 def small_net(seed: int = 0) -> ReluNetwork:
@@ -295,3 +295,28 @@ def test_witness_that_does_not_recheck_is_dropped(caplog):
     v = get_verifier("test_lying").verify(net, Monotonicity(feature=0, direction="increasing", region=unit_box(2)))
     assert v.status == Status.UNKNOWN and v.counterexamples == []
     assert "does not re-check" in caplog.text
+
+
+def test_a_hidden_layer_of_width_zero_is_refused():
+    with pytest.raises(ValueError, match="at least one unit"):
+        ReluNetwork([np.zeros((2, 0)), np.zeros((0, 1))], [np.zeros(0), np.zeros(1)])
+
+
+@pytest.mark.parametrize("feature", [True, False, np.bool_(True), 1.0, -1])
+def test_a_feature_that_is_not_an_index_is_refused(feature):
+    with pytest.raises(ValueError, match="feature"):
+        Monotonicity(feature=feature, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
+
+
+def test_verdict_json_is_strict_even_with_infinite_margins():
+    v = Verdict(
+        status=Status.FALSIFIED,
+        backend="x",
+        spec={},
+        best_bound=-math.inf,
+        counterexamples=[Counterexample(x=[0.0], x_prime=[1.0], f_x=math.inf, f_x_prime=0.0, margin=math.inf)],
+    )
+    text = v.to_json()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    back = Verdict.from_json(text)
+    assert back.best_bound == -math.inf and back.counterexamples[0].margin == math.inf

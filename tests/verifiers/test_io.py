@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from verifiers import Box, Monotonicity, ReluNetwork
-from verifiers.instances import monotone_net, random_relu_net, unit_box
-from verifiers.io import export_vnnlib, read_nnet, run_onnx, vnnlib_text, write_nnet
+from verifiers import Box, Monotonicity
+from verifiers.io import export_vnnlib, read_nnet, run_onnx, vnnlib_text, write_nnet, write_onnx
+from verifiers.testing.instances import monotone_net, random_relu_net, unit_box
 
 pytest.importorskip("onnxruntime")
 
@@ -22,13 +22,13 @@ def _points(n, k=64, seed=0, scale=2.0):
 def test_nnet_round_trip_is_exact(tmp_path, sizes):
     n, hidden = sizes
     net = random_relu_net(n, hidden, seed=n)
-    path = net.to_nnet(tmp_path / "net.nnet")
-    back = ReluNetwork.from_nnet(path)
+    path = write_nnet(net, tmp_path / "net.nnet")
+    back = read_nnet(path).network
     assert back.layer_sizes == net.layer_sizes
     x = _points(n)
     np.testing.assert_allclose(back(x), net(x), rtol=0, atol=1e-12)
     # and once more: NNet -> ReluNetwork -> NNet gives the same file
-    again = back.to_nnet(tmp_path / "again.nnet")
+    again = write_nnet(back, tmp_path / "again.nnet")
     assert again.read_text().splitlines()[1:] == path.read_text().splitlines()[1:]
 
 
@@ -105,7 +105,7 @@ def test_malformed_nnet_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="not an NNet"):
         read_nnet(p)
     net = random_relu_net(2, (3,))
-    text = net.to_nnet(tmp_path / "ok.nnet").read_text().splitlines()
+    text = write_nnet(net, tmp_path / "ok.nnet").read_text().splitlines()
     (tmp_path / "short.nnet").write_text("\n".join(text[:-1]) + "\n")
     with pytest.raises(ValueError, match="expected"):
         read_nnet(tmp_path / "short.nnet")
@@ -114,7 +114,7 @@ def test_malformed_nnet_is_rejected(tmp_path):
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-6)])
 def test_onnx_export_runs_in_onnxruntime(tmp_path, dtype, tol):
     net = random_relu_net(4, (8, 6), seed=2)
-    path = net.to_onnx(tmp_path / f"net_{dtype}.onnx", dtype=dtype)
+    path = write_onnx(net, tmp_path / f"net_{dtype}.onnx", dtype=dtype)
     x = _points(4, scale=1.0)
     y = run_onnx(path, x)
     assert y.shape == (64, 1)
@@ -129,11 +129,11 @@ def test_nnet_to_onnx_chain(tmp_path):
     mins, maxes = -np.ones(3), np.ones(3)
     means, ranges = np.array([0.1, 0.2, 0.3, 1.0]), np.array([2.0, 2.0, 2.0, 0.5])
     _write_raw(tmp_path / "c.nnet", ws, bs, mins, maxes, means, ranges)
-    net = ReluNetwork.from_nnet(tmp_path / "c.nnet")
+    net = read_nnet(tmp_path / "c.nnet").network
     x = np.random.default_rng(1).uniform(-1, 1, (100, 3))
     ref = _nnet_reference(ws, bs, mins, maxes, means, ranges, x)
-    np.testing.assert_allclose(run_onnx(net.to_onnx(tmp_path / "c.onnx", dtype="float64"), x), ref, atol=1e-9)
-    np.testing.assert_allclose(run_onnx(net.to_onnx(tmp_path / "c32.onnx"), x), ref, atol=1e-6)
+    np.testing.assert_allclose(run_onnx(write_onnx(net, tmp_path / "c.onnx", dtype="float64"), x), ref, atol=1e-9)
+    np.testing.assert_allclose(run_onnx(write_onnx(net, tmp_path / "c32.onnx"), x), ref, atol=1e-6)
 
 
 # --- VNN-LIB -----------------------------------------------------------------------------------------

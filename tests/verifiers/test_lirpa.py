@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from verifiers import Box, Monotonicity, OutputBound, ReluNetwork, Spec, Status, get_verifier
-from verifiers.instances import monotone_net, planted_violation, random_relu_net, unit_box
+from verifiers.testing.instances import monotone_net, planted_violation, random_relu_net, unit_box
 
 torch.set_num_threads(1)  # small tensors: OpenMP threads only add contention on 2 shared cores
 
@@ -90,7 +90,8 @@ def _special_net():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_gradient_network_bounds_contain_sampled_derivatives(method):
-    from verifiers.backends.lirpa import DTYPES, GradientNetwork, LirpaBounder
+    from verifiers.backends.lirpa.bounding import LirpaBounder
+    from verifiers.backends.lirpa.graph import DTYPES, GradientNetwork
 
     rng = np.random.default_rng(1)
     for net in (random_relu_net(3, (10, 8), seed=2, bias_scale=0.5), _special_net()):
@@ -114,7 +115,8 @@ def test_gradient_network_bounds_contain_sampled_derivatives(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_difference_and_output_bounds_contain_samples(method):
-    from verifiers.backends.lirpa import DifferenceNetwork, LirpaBounder, to_torch
+    from verifiers.backends.lirpa.bounding import LirpaBounder
+    from verifiers.backends.lirpa.graph import DifferenceNetwork, to_torch
 
     rng = np.random.default_rng(3)
     net = random_relu_net(3, (10, 8), seed=4, bias_scale=0.5)
@@ -140,7 +142,8 @@ def test_difference_and_output_bounds_contain_samples(method):
 
 
 def test_alpha_crown_is_at_least_as_tight_as_crown():
-    from verifiers.backends.lirpa import GradientNetwork, LirpaBounder
+    from verifiers.backends.lirpa.bounding import LirpaBounder
+    from verifiers.backends.lirpa.graph import GradientNetwork
 
     net = random_relu_net(3, (12, 12), seed=6)
     lo, hi = _boxes(np.random.default_rng(0), 3, 6, 0.3)
@@ -341,8 +344,8 @@ def test_bad_input():
 
 def test_auto_lirpa_ibp_equals_the_ouroboros_interval_bounds():
     """The cross-check the benchmark relies on: two IBP implementations, every pre-activation."""
-    from verifiers.backends.lirpa import preactivation_bounds
-    from verifiers.bounds import preactivation_bounds as interval_bounds
+    from verifiers.backends.lirpa.bounding import preactivation_bounds
+    from verifiers.bounds.interval import preactivation_bounds as interval_bounds
 
     net = random_relu_net(4, (12, 10), seed=8)
     c = np.random.default_rng(2).uniform(-1, 1, (6, 4))

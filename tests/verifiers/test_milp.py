@@ -10,7 +10,7 @@ from scipy.optimize import linprog
 
 from verifiers import Box, Monotonicity, OutputBound, ReluNetwork, Status, get_verifier
 from verifiers.milp import BoxMilp, pattern_affine, segment_in_pattern
-from verifiers.instances import monotone_net, planted_violation, random_relu_net
+from verifiers.testing.instances import monotone_net, planted_violation, random_relu_net
 
 
 def pattern_regions(net: ReluNetwork, lo, hi):

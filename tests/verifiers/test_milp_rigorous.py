@@ -9,10 +9,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verifiers.instances import monotone_net, random_relu_net, unit_box
 from verifiers.milp import BoxMilp
 from verifiers.milp.encoding import _Model, clear_tiny
 from verifiers.milp.rigorous import confirm_lower_bound, safe_bound
+from verifiers.testing.instances import monotone_net, random_relu_net, unit_box
 
 
 def _small_lp():

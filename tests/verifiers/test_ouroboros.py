@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 
 from verifiers import Box, Counterexample, Monotonicity, OutputBound, ReluNetwork, Status, get_verifier
-from verifiers.bounds import BatchForward
-from verifiers.instances import (
+from verifiers.bounds.interval import BatchForward
+from verifiers.bounds.result import BoundResult
+from verifiers.search.splitting import split_and_bound
+from verifiers.search.witness import make_falsifier
+from verifiers.testing.instances import (
     linnos_sized_net,
     monotone_net,
     planted_violation,
     random_relu_net,
     unit_box,
 )
-from verifiers.splitting import BoundResult, split_and_bound
-from verifiers.witness import make_falsifier
 
 # --- helpers ---------------------------------------------------------------------------------------
 

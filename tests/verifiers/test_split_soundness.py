@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from verifiers import Box, Counterexample, Monotonicity, Status, get_verifier
-from verifiers.instances import gated_violation, split_band_net
+from verifiers.testing.instances import gated_violation, split_band_net
 
 # (n_inputs, start, width, mix): the drop shared by 2 boxes (the reproducer), by 3-4
 # boxes, by many, and a band tilted into a second feature

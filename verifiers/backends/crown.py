@@ -1,8 +1,8 @@
 """The ``crown`` backend: JAX-native linear (CROWN-style) bounds on the gradient, box splitting.
 
-Same search as the ``ouroboros`` backend (the shared engine :func:`verifiers.splitting.split_and_bound`
-and the shared witness search :func:`verifiers.witness.make_falsifier`); only the bounding function
-differs: :class:`verifiers.linear_bounds.LinearBounder` bounds ``sign * df/dx_i`` (Monotonicity)
+Same search as the ``ouroboros`` backend (the shared engine :func:`verifiers.search.splitting.split_and_bound`
+and the shared witness search :func:`verifiers.search.witness.make_falsifier`); only the bounding function
+differs: :class:`verifiers.bounds.linear.LinearBounder` bounds ``sign * df/dx_i`` (Monotonicity)
 or ``f`` (OutputBound) over a batch of boxes with back-substituted linear relaxations, which are
 much tighter than intervals (see that module for the relaxations and the soundness argument).
 
@@ -38,11 +38,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from verifiers.base import Verifier, confirmed_margin, register_verifier
-from verifiers.linear_bounds import LinearBounder
+from verifiers.bounds.linear import LinearBounder
+from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
 from verifiers.milp import decide_monotonicity_box, decide_output_box
 from verifiers.network import ReluNetwork
+from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec
-from verifiers.splitting import BoundFn, BoundResult, search, widest_split_score
 from verifiers.verdict import Status, Verdict
 
 SPLITS = ("coef", "widest")

@@ -8,9 +8,9 @@ A JAX re-implementation of the monotonicity verifier of Ouroboros (MLSys 2023):
 4. the box is proven when the lower bound of ``sign * df/dx_i`` is ``>= -t / W_i`` (tolerance
    ``t``, region width ``W_i``: the form that composes across boxes; exact monotonicity for t = 0);
 5. otherwise it is bisected along its widest dimension (relative to the region), breadth-first,
-   up to a box budget (:mod:`verifiers.splitting`);
+   up to a box budget (:mod:`verifiers.search.splitting`);
 6. points sampled in the unproven boxes yield witnesses, each a finite-difference pair
-   ``(x, x')`` along ``e_i`` that violates the spec (:mod:`verifiers.witness`).
+   ``(x, x')`` along ``e_i`` that violates the spec (:mod:`verifiers.search.witness`).
 
 OutputBound uses the same machinery with the interval bounds of the output. Boxes are bounded
 in fixed-size jitted batches (one compile per network shape and batch size); the network moves
@@ -30,10 +30,10 @@ from typing import Any, ClassVar
 import jax
 
 from verifiers.base import Verifier, register_verifier
-from verifiers.bounds import PRECISIONS, make_monotonicity_bound_fn, make_output_bound_fn
+from verifiers.bounds.interval import PRECISIONS, make_monotonicity_bound_fn, make_output_bound_fn
 from verifiers.network import ReluNetwork
+from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec
-from verifiers.splitting import search
 from verifiers.verdict import Verdict
 
 

@@ -7,7 +7,7 @@ that bound propagation leaves unresolved.
 
 Encodings (one binary per *unstable* hidden unit; stable units are fixed by their bounds)
 ----------------------------------------------------------------------------------------
-Pre-activation bounds ``l <= z <= u`` come from :class:`verifiers.linear_bounds.LinearBounder`
+Pre-activation bounds ``l <= z <= u`` come from :class:`verifiers.bounds.linear.LinearBounder`
 (CROWN intersected with interval propagation, so the tighter of the two per neuron, with a
 rounding allowance). For an unstable unit (``l < 0 < u``) with binary ``delta``:
 
@@ -19,7 +19,7 @@ rounding allowance). For an unstable unit (``l < 0 < u``) with binary ``delta``:
   ``vl delta <= g <= vu delta``, ``v - vu (1 - delta) <= g <= v - vl (1 - delta)``. The objective is
   ``min sign * df/dx_i = sign * g_{L-2} W_{L-1}``. Every feasible point is a pair ``(x, delta)``
   with ``delta`` consistent with the signs of ``z(x)`` (either value where ``z = 0``): the set
-  ``S(B)`` of :mod:`verifiers.linear_bounds`, so the optimum is ``min over S(B)`` exactly.
+  ``S(B)`` of :mod:`verifiers.bounds.linear`, so the optimum is ``min over S(B)`` exactly.
 * Difference (tolerance form): ``x`` and ``x' = x + d e_i`` with ``d in [0, hi_i - lo_i]``, two
   weight-tied copies of the ReLU encoding (same bounds: both points lie in the box), objective
   ``min sign * (f(x') - f(x))``. This is exactly the spec: verified iff the minimum is
@@ -29,7 +29,7 @@ rounding allowance). For an unstable unit (``l < 0 < u``) with binary ``delta``:
 Deciding monotonicity (and the measure-zero kinks)
 --------------------------------------------------
 *Soundness of VERIFIED.* If ``min over S(B) of sign * D >= -t / W_i`` then the spec holds with
-tolerance ``t`` (the argument of :mod:`verifiers.linear_bounds`: the derivative along the
+tolerance ``t`` (the argument of :mod:`verifiers.bounds.linear`: the derivative along the
 segment is, almost everywhere, ``D`` at a point of ``S(B)``; for ``t = 0`` this is exact
 monotonicity). With ``t > 0`` and a negative derivative minimum the difference MILP decides the
 spec exactly.
@@ -61,7 +61,13 @@ largest violation; False: stop at the first violating pattern), ``max_nogood`` (
 (HiGHS threads, 1), ``mip_rel_gap`` (1e-4).
 """
 
-from verifiers.milp.decide import BoxDecision, decide_monotonicity_box, decide_output_box, pattern_affine, segment_in_pattern
+from verifiers.milp.decide import (
+    BoxDecision,
+    decide_monotonicity_box,
+    decide_output_box,
+    pattern_affine,
+    segment_in_pattern,
+)
 from verifiers.milp.encoding import point_pattern
 from verifiers.milp.solve import BoxMilp, MilpResult
 

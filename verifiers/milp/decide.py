@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linprog
 
-from verifiers.linear_bounds import LinearBounder
+from verifiers.bounds.linear import LinearBounder
 from verifiers.milp.encoding import point_pattern
 from verifiers.milp.rigorous import Confirmation, confirm_lower_bound
 from verifiers.milp.solve import BoxMilp

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
-from verifiers.linear_bounds import LinearBounder
+from verifiers.bounds.linear import LinearBounder
 from verifiers.milp.encoding import (
     _add_nogood,
     _encode_derivative,

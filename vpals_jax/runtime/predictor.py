@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from verifiers import Box, ReluNetwork, Status, Verdict, spec_from_dict
-from verifiers.bounds import output_bounds
+from verifiers.bounds.interval import output_bounds
 from vpals_jax.certificate import load_certificate_sets
 from vpals_jax.convert import load_network
 from vpals_jax.data import schema

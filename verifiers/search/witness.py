@@ -1,6 +1,6 @@
 """Counterexample search shared by the box-splitting backends (sampling, never a proof).
 
-:func:`make_falsifier` returns a ``falsify_fn`` for :func:`verifiers.splitting.split_and_bound`:
+:func:`make_falsifier` returns a ``falsify_fn`` for :func:`verifiers.search.splitting.split_and_bound`:
 given boxes (lowest bound first) it samples points in them and proposes *unchecked*
 :class:`~verifiers.verdict.Counterexample` objects; the engine and then
 :meth:`verifiers.base.Verifier.verify` re-check every one in float64 NumPy.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifiers.bounds import BatchForward, DeviceNet, device_net
+from verifiers.bounds.interval import BatchForward, DeviceNet, device_net
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Counterexample
@@ -204,7 +204,7 @@ def make_falsifier(
     n_grid: int = 32,
     max_witnesses: int = 8,
 ):
-    """A ``falsify_fn`` for :func:`verifiers.splitting.split_and_bound` for ``spec``'s kind."""
+    """A ``falsify_fn`` for :func:`verifiers.search.splitting.split_and_bound` for ``spec``'s kind."""
     if isinstance(spec, Monotonicity):
         return MonotonicityFalsifier(net, spec, n_samples=n_samples, n_grid=n_grid, max_witnesses=max_witnesses)
     if isinstance(spec, OutputBound):

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
 from verifiers.network import ReluNetwork
 from verifiers.specs import Box
-from verifiers.splitting import BoundFn, BoundResult, widest_split_score
 
 _HI = jax.lax.Precision.HIGHEST
 PRECISIONS = {"float64": np.float64, "float32": np.float32}

@@ -27,7 +27,7 @@ Contract (helpers plug into it; keep it stable):
     an ``(m, n)`` array; a falsifier whose signature has no ``candidates`` parameter is called
     with three arguments). The engine confirms each with ``check_fn`` (when given) before it
     stops on it; :meth:`verifiers.base.Verifier.verify` re-checks again in float64.
-    :func:`verifiers.witness.make_falsifier` builds a suitable one for the shipped spec kinds.
+    :func:`verifiers.search.witness.make_falsifier` builds a suitable one for the shipped spec kinds.
 
 Search. Boxes are processed in fixed-size batches, breadth-first (FIFO: the bisection tree is
 explored level by level, as in Ouroboros) or best-first (the boxes with the lowest inherited
@@ -59,23 +59,12 @@ from typing import Literal
 
 import numpy as np
 
+from verifiers.base import confirmed_margin
+from verifiers.bounds.result import BoundFn, CheckFn, FalsifyFn
 from verifiers.network import ReluNetwork
+from verifiers.search.witness import make_falsifier
 from verifiers.specs import Box, Spec
 from verifiers.verdict import Counterexample, Status
-
-
-@dataclass
-class BoundResult:
-    """What a bounding function returns for a batch of ``B`` boxes of dimension ``n``."""
-
-    lower: np.ndarray  # (B,) sound lower bound of the objective over each box; >= 0 proves it
-    split_score: np.ndarray  # (B, n) preference for splitting each input dimension (higher first)
-    candidates: np.ndarray | None = None  # (B, n) optional points handed to the falsifier
-
-
-BoundFn = Callable[[np.ndarray, np.ndarray], BoundResult]
-FalsifyFn = Callable[..., list[Counterexample]]
-CheckFn = Callable[[Counterexample], float]
 
 
 @dataclass
@@ -385,13 +374,6 @@ def split_and_bound(
     )
 
 
-def widest_split_score(lower: np.ndarray, upper: np.ndarray, region: Box) -> np.ndarray:
-    """Split score "widest dimension", measured relative to the region's width (scale-free)."""
-    w = region.widths
-    rel = np.where(w > 0, 1.0 / np.where(w > 0, w, 1.0), 0.0)
-    return (upper - lower) * rel[None, :]
-
-
 def search(
     net: ReluNetwork, spec: Spec, bound_fn: BoundFn, options: dict, time_budget_s: float
 ) -> SplitResult:
@@ -401,9 +383,6 @@ def search(
     ``options`` holds the backend's ``batch_size``, ``max_boxes``, ``order``, ``seed``,
     ``n_samples`` and ``n_grid``.
     """
-    from verifiers.base import confirmed_margin
-    from verifiers.witness import make_falsifier
-
     o = options
     return split_and_bound(
         spec.region,

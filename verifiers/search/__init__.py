@@ -1,0 +1,1 @@
+"""Branch and bound over input boxes (``splitting``) and the counterexample search (``witness``)."""

@@ -1,0 +1,1 @@
+"""Known-truth networks for tests and benchmarks (``instances``)."""
