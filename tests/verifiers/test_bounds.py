@@ -127,3 +127,14 @@ def test_bad_box_shapes_are_rejected():
         B.preactivation_bounds(net, np.zeros((2, 4)), np.ones((2, 4)))
     with pytest.raises(ValueError, match="precision"):
         B.device_net(net, precision="float16")
+
+
+def test_compiled_programs_are_bounded_by_distinct_network_shapes():
+    """A long process meeting many shapes must not keep every executable (LLVM ran out of memory)."""
+    from verifiers.bounds.jit_cache import ShapeBudget
+
+    cleared = []
+    budget = ShapeBudget(limit=3, clear=lambda: cleared.append(1))
+    for shape in [(1,), (2,), (1,), (3,), (2,), (4,), (5,)]:
+        budget.note(shape)
+    assert len(cleared) == 1 and budget.seen == {(4,), (5,)}

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from verifiers.bounds.jit_cache import note_network_shape
 from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
 from verifiers.network import ReluNetwork
 from verifiers.specs import Box
@@ -76,6 +77,7 @@ def device_net(net: ReluNetwork, precision: str = "float64") -> DeviceNet:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     dt = PRECISIONS[precision]
+    note_network_shape("interval-" + precision, tuple(w.shape for w in net.weights))
     u = float(np.finfo(dt).eps) / 2.0
     n_max = max(max(w.shape[0] for w in net.weights), 1)
     gamma = 2.0 * (n_max + 8) * u

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from verifiers.bounds.jit_cache import note_network_shape
 from verifiers.bounds.linear_deriv import _derivative_batch, _internals_batch, _output_batch
 from verifiers.bounds.linear_relax import _gamma_k, _Net
 from verifiers.network import ReluNetwork
@@ -42,6 +43,7 @@ class OutputBounds:
 
 def device_net(net: ReluNetwork) -> _Net:
     """Move ``net`` to the device once, with its precomputed parts (float64)."""
+    note_network_shape("linear", tuple(w.shape for w in net.weights))
     widths = [net.n_inputs] + [w.shape[1] for w in net.weights]
     k = 2 * sum(n + 4 for n in widths) + 32
     with jax.enable_x64(True):
