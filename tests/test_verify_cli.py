@@ -1,4 +1,4 @@
-"""vpals-verify end to end: a checkpoint in, a table out, verdicts.json bound to the weights."""
+"""vpals-verify end to end: a checkpoint in, a table out, verdicts.json bound to the function and specs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from helpers import write_monotone_run
 
-from vpals_jax.certificate import network_fingerprint
+from vpals_jax.certificate import function_fingerprint, spec_digest
 from vpals_jax.convert import load_network
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,8 @@ def test_verifies_every_spec_of_the_set_and_writes_verdicts(tmp_path):
     assert "spec" in proc.stdout and "status" in proc.stdout and "worst_margin" in proc.stdout
     (path,) = (run_dir / "verify").glob("*_psi_monotone_ouroboros/verdicts.json")
     payload = json.loads(path.read_text())
-    assert payload["network_sha256"] == network_fingerprint(load_network(str(run_dir))[0])
+    assert payload["function_sha256"] == function_fingerprint(*load_network(str(run_dir))[:2])
+    assert all(v["spec_sha256"] == spec_digest(v["spec"]) for v in payload["verdicts"])
     statuses = {v["spec"]["name"]: v["status"] for v in payload["verdicts"]}
     assert len(statuses) == 15
     # increasing in every pressure feature and decreasing in the quota/limit by construction

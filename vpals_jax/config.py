@@ -4,15 +4,60 @@ They are registered in Hydra's ConfigStore as ``config_schema`` so that ``conf/t
 (and every group file merged into it) is type-checked: a misspelt key or a wrong type fails at
 compose time instead of being silently ignored. The training code takes these dataclasses (or
 the equivalent DictConfig) and never touches Hydra itself.
+
+Names that become path components (``name``, ``data.app``, ``spec.name``, ``verifier.name``) must
+be plain names: checked when the dataclasses are built, and by the ``vpals.plain`` resolver in the
+Hydra output directories of ``conf/train.yaml`` and ``conf/verify.yaml``, because Hydra creates
+them before any job code runs (``data.app=../../x`` would otherwise create one outside ``runs/``).
 """
 
 from __future__ import annotations
 
+import math
+
+import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_plain_name(key: str, value: Any) -> str:
+    """``value`` if it is a plain name (letters, digits, ``_ . -``; not starting with ``.``), else ValueError."""
+    if not isinstance(value, str) or not _PLAIN.fullmatch(value):
+        raise ValueError(f"{key}={value!r} is not a plain name (letters, digits, '_', '.', '-', not starting "
+                         "with '.'): it names a directory")  # fmt: skip
+    return value
+
+
+def _prog() -> str:
+    """The console-script name (``vpals-train``), also under ``python -m vpals_jax.train``."""
+    path = Path(sys.argv[0])
+    name = path.parent.name if path.stem == "__main__" else path.stem
+    return name if name.startswith("vpals-") else f"vpals-{name}"
+
+
+def _plain_names_resolver(*pairs: Any) -> str:
+    """``${vpals.plain:key1,value1,key2,value2,...}``: checks every pair, returns the last value.
+
+    An exception here would reach the user as Hydra's multi-line report with exit code 1, so a bad
+    name is the one-line error and exit code 2 of every CLI instead.
+    """
+    try:
+        for key, value in zip(pairs[::2], pairs[1::2], strict=True):
+            check_plain_name(key, value)
+    except ValueError as e:
+        print(f"{_prog()}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return pairs[-1]
+
+
+OmegaConf.register_new_resolver("vpals.plain", _plain_names_resolver, replace=True)
 
 
 @dataclass
@@ -34,6 +79,9 @@ class DataConfig:
     nan_policy: str = "drop"  # drop (count is logged) | fail
     min_target: float | None = None  # keep rows with target > min_target (CardWiki uses 100)
 
+    def __post_init__(self) -> None:
+        check_plain_name("data.app", self.app)
+
 
 @dataclass
 class ModelConfig:
@@ -47,6 +95,12 @@ class OptimConfig:
     name: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"optim.lr must be a finite number > 0, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"optim.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
 
 
 @dataclass
@@ -91,12 +145,18 @@ class SpecSetConfig:
     region: dict[str, Any] = field(default_factory=lambda: {"default": "domain"})
     specs: list[Any] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        check_plain_name("spec.name", self.name)
+
 
 @dataclass
 class VerifierConfig:
     name: str = "ouroboros"  # any registered backend: ouroboros, crown, lirpa, milp
     time_budget_s: float = 60.0  # per spec
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_plain_name("verifier.name", self.name)
 
 
 @dataclass
@@ -110,6 +170,9 @@ class Config:
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     # where a Hydra-free call writes; the Hydra entry point uses its own output directory
     run_dir: str = MISSING
+
+    def __post_init__(self) -> None:
+        check_plain_name("name", self.name)
 
 
 def register_configs() -> None:

@@ -2,7 +2,9 @@
 
 Loads the checkpoint, maps the spec set (raw units, feature names) into the network's space,
 runs the chosen backend on every spec, prints a table and writes ``verdicts.json`` into a new
-subdirectory ``<run_dir>/verify/<time>_<spec>_<verifier>/``.
+subdirectory ``<run_dir>/verify/<time>_<spec>_<verifier>/``: a certificate bound to the served
+function and to each spec's content (``vpals_jax.certificate``), so verifying an overridden spec
+set under a familiar name (``spec=psi_monotone 'spec.specs=[...]'``) certifies only that content.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from verifiers import Verdict, get_verifier
 from vpals_jax.certificate import save_verdicts
 from vpals_jax.cli import fail
+from vpals_jax.cli_errors import CONFIG_ERRORS, fail_config, one_line_config_errors
 from vpals_jax.config import SpecSetConfig, VerifierConfig
 from vpals_jax.specs import build_specs
 
@@ -65,8 +68,7 @@ def verify_run(run_dir: str | Path, spec: SpecSetConfig, verifier: VerifierConfi
     net, normalizer, _ = load_network(str(run_dir))
     specs = build_specs(spec, normalizer)
     verdicts = verify_network(net, specs, verifier)
-    save_verdicts(out_dir, net, verdicts, list(normalizer.feature_names), run_dir=str(run_dir), spec_set=spec.name,
-                  n_specs=len(specs),
+    save_verdicts(out_dir, net, normalizer, verdicts, run_dir=str(run_dir), spec_set=spec.name,
                   verifier={"name": verifier.name, "time_budget_s": verifier.time_budget_s,
                             "options": dict(verifier.options)})  # fmt: skip
     return verdicts
@@ -75,11 +77,14 @@ def verify_run(run_dir: str | Path, spec: SpecSetConfig, verifier: VerifierConfi
 register_configs()
 
 
+@one_line_config_errors("vpals-verify")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="verify")
 def main(cfg: DictConfig) -> None:
-    typed: VerifyConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VerifyConfig), cfg))  # type: ignore[assignment]
     try:
+        typed: VerifyConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VerifyConfig), cfg))  # type: ignore[assignment]
         verdicts = verify_run(typed.run_dir, typed.spec, typed.verifier, typed.out_dir)
+    except CONFIG_ERRORS as e:  # a value the job reads only now, such as run_dir when hydra.run.dir is given
+        fail_config("vpals-verify", e)
     except (ValueError, FileNotFoundError) as e:
         fail("vpals-verify", e)
     print(verdict_table(verdicts))

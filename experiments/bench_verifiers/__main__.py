@@ -29,10 +29,15 @@ def main() -> int:
     suite_dir = out / "suite"
     t0 = time.perf_counter()
     if not (args.reuse_suite and (suite_dir / "suite.json").exists()):
+        try:  # the user's files first: a bad one ends the run before anything is computed or written
+            extra = user_instances(args.nnet)
+        except (OSError, ValueError) as e:
+            print(f"vpals-bench-verifiers: {e}", file=sys.stderr)
+            return 2
         instances = synthetic_instances()
         if not args.no_trained:
             instances += trained_instances(tuple(int(w) for w in args.widths.split(",")))
-        instances += user_instances(args.nnet)
+        instances += extra
         save_suite(instances, suite_dir)
         print(f"suite: {len(instances)} instances in {suite_dir} ({time.perf_counter() - t0:.0f}s)")
     jobs = out / "jobs"

@@ -51,14 +51,24 @@ def test_non_numeric_value_is_named(tmp_path):
 def test_nan_rows_dropped_or_fail(tmp_path, caplog):
     df = make_table()
     df.loc[3, "sys_psi_io_full_pct"] = np.nan
-    df.loc[5, "latency_p50_ms"] = np.inf
+    df.loc[5, "latency_p50_ms"] = np.nan
     path = tmp_path / "t.csv"
     df.to_csv(path, index=False)
     ds = load_dataset(table_cfg(path))
     assert len(ds.x_train) + len(ds.x_test) == 398
-    assert "dropped 2 row(s) with NaN/inf" in caplog.text
-    with pytest.raises(DataError, match=r"2 row\(s\) with NaN/inf, first at row 3 column 'sys_psi_io_full_pct'"):
+    assert "dropped 2 row(s) with NaN" in caplog.text
+    with pytest.raises(DataError, match=r"2 row\(s\) with NaN, first at row 3 column 'sys_psi_io_full_pct'"):
         load_dataset(table_cfg(path, nan_policy="fail"))
+
+
+def test_inf_is_refused_whatever_the_nan_policy(tmp_path):
+    """NaN is a missing value (nan_policy decides); inf is a value no measurement takes."""
+    df = make_table()
+    df.loc[5, "latency_p50_ms"] = np.inf
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"column 'latency_p50_ms' has an impossible value inf at row 5"):
+        load_dataset(table_cfg(path, nan_policy="drop"))
 
 
 def test_empty_after_filtering(table_csv):

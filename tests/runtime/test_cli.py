@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from served_runs import FEATS, SERVED_SPEC, inside_rows
 
 from vpals_jax.data import schema
 
@@ -50,6 +52,32 @@ def test_stdin_survives_malformed_lines_and_loses_none(certified_run):
     assert "error" in out[1] and "error" in out[3] and out[4]["status"] == "invalid"
     assert all("prediction" in out[i] for i in (0, 2, 4, 5))
     assert "2 malformed line(s)" in proc.stderr
+
+
+def test_json_values_that_are_not_numbers_are_invalid(certified_run):
+    """JSON true is not 1 (in the certified region here): it, and every non-number, is invalid."""
+    run_dir, norm = certified_run
+    row = dict(zip(FEATS, inside_rows(norm, n=1)[0].tolist()))
+    values = [1, 1.0, True, False, "1", None, [1], {"v": 1}]
+    lines = [json.dumps(row | {"cg_psi_cpu_some_pct": v}) for v in values]
+    proc = predict_cli(f"run_dir={run_dir}", "input=-", stdin="\n".join(lines) + "\n")
+    assert proc.returncode == 0, proc.stderr
+    statuses = [json.loads(line)["status"] for line in proc.stdout.splitlines()]
+    assert statuses == ["verified", "verified"] + ["invalid"] * 6
+
+
+def test_the_serving_spec_set_is_what_must_be_proven(certified_run, tmp_path):
+    """spec=... names the deployment's requirement: its certificate serves, another set's does not."""
+    run_dir, norm = certified_run
+    stdin = json.dumps(dict(zip(FEATS, inside_rows(norm, n=1)[0].tolist()))) + "\n"
+    path = tmp_path / "served.yaml"
+    path.write_text(yaml.safe_dump(SERVED_SPEC))
+    for spec, status in ((str(path), "verified"), ("psi_monotone", "unverified_region")):
+        proc = predict_cli(f"run_dir={run_dir}", "input=-", f"spec={spec}", stdin=stdin)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["status"] == status, spec
+    proc = predict_cli(f"run_dir={run_dir}", "input=-", "spec=no_such_set", stdin=stdin)
+    assert proc.returncode == 2 and "spec set 'no_such_set': no file" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_missing_run_directory_is_one_line(tmp_path):

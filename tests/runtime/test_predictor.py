@@ -7,28 +7,20 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import PSI_LIMIT, certify, make_table, write_monotone_run
+from helpers import PSI_LIMIT, make_table, write_monotone_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from served_runs import FEATS, PSI, SERVED_SPEC, certified_run_at, inside_rows, resave
 
-from vpals_jax.data import schema
+from verifiers import Box
+from vpals_jax.convert import load_network
 from vpals_jax.runtime.predictor import SafePredictor
-
-FEATS = list(schema.FEATURES)
-PSI = FEATS.index("cg_psi_cpu_some_pct")
+from vpals_jax.train import checkpoint as ckpt
 
 
 @pytest.fixture(scope="module")
 def predictor(certified_run):
     return SafePredictor.load(certified_run[0])
-
-
-def inside_rows(norm, n=50, seed=1):
-    """Rows in the training domain with the certified feature inside [0, PSI_LIMIT]."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(norm.x_min, norm.x_max, size=(n, len(FEATS)))
-    x[:, PSI] = rng.uniform(norm.x_min[PSI], PSI_LIMIT, size=n)
-    return x
 
 
 def test_statuses(predictor, certified_run):
@@ -59,6 +51,22 @@ def test_inputs_as_frame_dict_and_array_agree(predictor, certified_run):
     bad = frame.iloc[0].to_dict() | {"mem_usage_mb": "lots"}
     assert predictor.predict(bad).status[0] == "invalid"
     assert predictor.predict({k: v for k, v in bad.items() if k != "cg_psi_io_full_pct"}).status[0] == "invalid"
+    assert predictor.predict(frame.iloc[0].to_dict() | {"mem_usage_mb": "12.5"}).status[0] == "verified"  # CSV text
+
+
+def test_booleans_are_not_numbers(predictor, certified_run):
+    """True must not read as 1 (an in-region value here): a boolean row is invalid, never verified."""
+    row = dict(zip(FEATS, inside_rows(certified_run[1], n=1)[0]))
+    assert predictor.predict(row | {"cg_psi_cpu_some_pct": 1.0}).status[0] == "verified"
+    for value in (True, np.bool_(True), False):
+        assert predictor.predict(row | {"cg_psi_cpu_some_pct": value}).status[0] == "invalid"
+    frame = pd.DataFrame([row] * 2)
+    frame["cg_psi_cpu_some_pct"] = [True, False]  # a bool column
+    assert list(predictor.predict(frame).status) == ["invalid", "invalid"]
+    assert list(predictor.predict(np.ones((2, len(FEATS)), bool)).status) == ["invalid", "invalid"]
+    mixed = np.array([list(inside_rows(certified_run[1], n=1)[0])], dtype=object)
+    mixed[0, PSI] = True
+    assert predictor.predict(mixed).status[0] == "invalid"
 
 
 def test_large_batches_use_the_jitted_path_with_the_same_answers(predictor, certified_run):
@@ -124,12 +132,12 @@ def test_property_never_verified_outside_a_verified_region(predictor, j, value):
 
 
 def test_a_certificate_for_other_weights_is_not_trusted(tmp_path):
-    run_dir, norm = write_monotone_run(tmp_path / "a")
-    certify(run_dir)
+    run_dir, norm = certified_run_at(tmp_path / "a")
     assert SafePredictor.load(run_dir).regions
     # retrain in place: new weights, while the old certificate stays on disk
     shutil.rmtree(run_dir / "checkpoint")
     write_monotone_run(run_dir, seed=5)
+    resave(run_dir, config={**ckpt.load_checkpoint(run_dir)[2], "spec": SERVED_SPEC})
     stale = SafePredictor.load(run_dir)
     assert stale.regions == []
     assert set(stale.predict(inside_rows(norm, n=5)).status) == {"unverified_region"}
@@ -161,3 +169,20 @@ def test_fused_float32_guard_agrees_with_the_exact_float64_guard(predictor, cert
     exact = predictor.status_codes(x)
     np.testing.assert_array_equal(fused, exact)
     assert {0, 1, 2, 3} <= set(exact.tolist())
+
+
+def test_region_edges_never_round_outside_the_proven_box(certified_run):
+    """inverse_x rounds: a raw bound can normalise to just outside the proven box, and must not count."""
+    net, norm, _ = load_network(str(certified_run[0]))
+    rng = np.random.default_rng(0)
+    lower = rng.uniform(0.1, 0.4, size=(4000, len(FEATS)))
+    outside = norm.transform_x(norm.inverse_x(lower)) < lower
+    k = int(np.flatnonzero(outside.any(axis=1))[0])
+    box = Box(lower[k], np.full(len(FEATS), 0.9))
+    p = SafePredictor(net, norm, [box])
+    edge = norm.inverse_x(box.lower)[None]
+    for x in (edge, np.nextafter(edge, np.inf), np.nextafter(np.nextafter(edge, np.inf), np.inf)):
+        xs = np.repeat(x, 300, axis=0)  # the fused float32 path too
+        for status, row in ((p.predict(x).status[0], x[0]), (p.predict(xs).status[0], xs[0])):
+            assert status != "verified" or box.contains(norm.transform_x(row)), norm.transform_x(row) - box.lower
+    assert p.predict(np.nextafter(norm.inverse_x(box.center), np.inf)[None]).status[0] == "verified"

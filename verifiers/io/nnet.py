@@ -65,7 +65,11 @@ def _numbers(line: str) -> list[float]:
 def read_nnet(path: str | PathLike) -> NNetFile:
     """Parse an NNet file (see the module docstring); raise ``ValueError`` on a malformed file."""
     path = Path(path)
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not an NNet file (not UTF-8 text: byte {e.start})") from None
+    lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("//")]
     if len(lines) < 7:
         raise ValueError(f"{path}: not an NNet file (only {len(lines)} non-comment lines)")
@@ -107,7 +111,11 @@ def read_nnet(path: str | PathLike) -> NNetFile:
     # y * R + M -> last layer
     weights[-1] = weights[-1] * out_range
     biases[-1] = biases[-1] * out_range + out_mean
-    return NNetFile(network=ReluNetwork(weights, biases), input_min=mins, input_max=maxes, means=means, ranges=ranges)
+    try:
+        network = ReluNetwork(weights, biases)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return NNetFile(network=network, input_min=mins, input_max=maxes, means=means, ranges=ranges)
 
 
 def _fmt(v: float) -> str:

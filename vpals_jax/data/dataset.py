@@ -13,8 +13,9 @@ from vpals_jax.data import schema
 from vpals_jax.data.tables import (
     BENCHMARKS,
     DataError,
+    check_values,
     coerce_numeric,
-    drop_nonfinite,
+    drop_missing,
     read_benchmark,
     read_frame,
     require_columns,
@@ -89,11 +90,14 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     features = list(cfg.features) if cfg.features else list(default_features)
     if target in features:
         raise DataError(f"{where}: target {target!r} is also listed as a feature")
+    if repeated := sorted({f for f in features if features.count(f) > 1}):
+        raise DataError(f"{where}: feature(s) {repeated} listed more than once in data.features")
     cleaned = []
     for df in frames:
         require_columns(df, [*features, target], where)
         df = coerce_numeric(df, [*features, target], where)
-        df = drop_nonfinite(df, [*features, target], cfg.nan_policy, where)
+        df = drop_missing(df, [*features, target], cfg.nan_policy, where)
+        check_values(df, [*features, target], where)
         min_target = cfg.min_target if cfg.min_target is not None else getattr(BENCHMARKS.get(cfg.source), "min_target", None)
         if min_target is not None:
             df = df[df[target] > min_target]

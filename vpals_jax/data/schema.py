@@ -13,6 +13,7 @@ Kernel ``avg10``/``avg60`` lag the window by seconds, so they are optional extra
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,6 +85,23 @@ TARGETS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind == "target")
 META: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind == "meta")
 REQUIRED: tuple[str, ...] = ("app", *FEATURES, *TARGETS)
 DEFAULT_TARGET = "latency_p50_ms"
+
+# A collector reads the counters and the window's clock a few milliseconds apart, so a window of
+# full stall can measure slightly above 100 % (100.25 in data/real/redis.csv); more is an error.
+PCT_SLACK = 1.0
+# The values a measurement can take, by unit: a stall, throttle or demand share is a fraction of
+# the window or machine; cores, sizes, durations and rates are never negative.
+UNIT_RANGES: dict[str, tuple[float, float]] = {
+    "%": (0.0, 100.0 + PCT_SLACK), "0-1": (0.0, 1.0),
+    "cores": (0.0, math.inf), "MiB": (0.0, math.inf), "ms": (0.0, math.inf), "s": (0.0, math.inf),
+    "req/s": (0.0, math.inf),
+}  # fmt: skip
+
+
+def physical_range(name: str) -> tuple[float, float]:
+    """``(lowest, highest)`` value column ``name`` can physically take; unbounded if not in the schema."""
+    col = COLUMN_BY_NAME.get(name)
+    return UNIT_RANGES.get(col.unit, (-math.inf, math.inf)) if col else (-math.inf, math.inf)
 
 
 def schema_markdown() -> str:

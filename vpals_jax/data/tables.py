@@ -6,6 +6,8 @@ that a user with a broken CSV knows what to fix without reading a traceback.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import difflib
 import logging
 from collections.abc import Sequence
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from vpals_jax.data import schema
 
 log = logging.getLogger(__name__)
 
@@ -33,29 +37,85 @@ def resolve_path(path: str | Path) -> Path:
     return PROJECT_ROOT / p
 
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".txt", "")
+# Larger than any count, size or duration (in this schema's units) a measurement holds, and still
+# below 2**53, where float64 stops representing integers: beyond it a value is a unit or
+# corruption error, and min-max spans of such values swamp every real difference.
+MAX_MAGNITUDE = 1e15
+
+
+def _is_text(p: Path) -> bool:
+    """No NUL byte and valid UTF-8 in the first 64 KiB: pandas would parse many binary files into
+    a tokenising error about field counts, or even into rows."""
+    with p.open("rb") as f:
+        head = f.read(65536)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in head
+
+
+def _csv_header(p: Path) -> list[str]:
+    """The header fields as written (pandas renames a repeated name ``x`` to ``x.1``)."""
+    with p.open(newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f), [])
+
+
 def read_frame(path: str | Path, header: bool = True, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """A CSV or Parquet file as a frame; an unreadable, empty, binary or malformed file, or a
+    header naming a column twice, is a ``DataError`` naming the file."""
     p = resolve_path(path)
     if not p.is_file():
         raise DataError(f"data file not found: {path}")
     suffix = p.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(p)
-    if suffix in (".csv", ".txt", ""):
-        # index_col=False: some published CSVs end every line with a comma, which would otherwise
-        # shift the first column into the index.
-        return pd.read_csv(
-            p, header=0 if header else None, names=None if header else list(names or []), index_col=False
-        )
-    raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
+    if suffix not in PARQUET_SUFFIXES + CSV_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv or .parquet)")
+    parquet = suffix in PARQUET_SUFFIXES
+    try:
+        if parquet:
+            df = pd.read_parquet(p)
+        else:
+            if not _is_text(p):
+                raise DataError(f"{path}: not a text CSV file (binary, or not UTF-8)")
+            # index_col=False: some published CSVs end every line with a comma, which would otherwise
+            # shift the first column into the index.
+            df = pd.read_csv(
+                p, header=0 if header else None, names=None if header else list(names or []), index_col=False
+            )
+        written = [str(c) for c in df.columns] if parquet or not header else _csv_header(p)
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (no header, no rows)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (binary, or not UTF-8)") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    except ValueError as e:  # pandas' ParserError, pyarrow's ArrowInvalid
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: not a readable {'Parquet' if parquet else 'CSV'} file ({first})") from None
+    repeated = sorted({c for c in written if c.strip() and written.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once in the header")
+    return df
 
 
-def require_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+def missing_columns(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns ``df`` lacks, each as ``'a'`` or ``'a' (did you mean 'b'?)``."""
     present = [str(c) for c in df.columns]
+    named = []
     for col in columns:
         if col not in df.columns:
             close = difflib.get_close_matches(col, present, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise DataError(f"{where}: missing column {col!r}{hint}")
+            named.append(f"{col!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return named
+
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    if missing := missing_columns(df, columns):
+        raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
 
 
 def coerce_numeric(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.DataFrame:
@@ -71,23 +131,40 @@ def coerce_numeric(df: pd.DataFrame, columns: Sequence[str], where: str) -> pd.D
     return out
 
 
-def drop_nonfinite(df: pd.DataFrame, columns: Sequence[str], policy: str, where: str) -> pd.DataFrame:
-    """Rows with NaN or inf in ``columns``: dropped with a logged count, or an error (policy ``fail``)."""
+def drop_missing(df: pd.DataFrame, columns: Sequence[str], policy: str, where: str) -> pd.DataFrame:
+    """Rows with a missing value (NaN) in ``columns``: dropped with a logged count, or an error (policy ``fail``)."""
     if policy not in ("drop", "fail"):
         raise DataError(f"nan_policy must be 'drop' or 'fail', got {policy!r}")
-    values = df[list(columns)].to_numpy(dtype=np.float64)
-    bad_rows = ~np.isfinite(values).all(axis=1)
+    missing = np.isnan(df[list(columns)].to_numpy(dtype=np.float64))
+    bad_rows = missing.any(axis=1)
     if not bad_rows.any():
         return df
     first = int(np.argmax(bad_rows))
-    col = list(columns)[int(np.argmax(~np.isfinite(values[first])))]
+    col = list(columns)[int(np.argmax(missing[first]))]
     if policy == "fail":
         raise DataError(
-            f"{where}: {int(bad_rows.sum())} row(s) with NaN/inf, first at row {df.index[first]} "
+            f"{where}: {int(bad_rows.sum())} row(s) with NaN, first at row {df.index[first]} "
             f"column {col!r} (set data.nan_policy=drop to drop them)"
         )
-    log.warning("%s: dropped %d row(s) with NaN/inf (first at row %s, column %r)", where, bad_rows.sum(), df.index[first], col)
+    log.warning("%s: dropped %d row(s) with NaN (first at row %s, column %r)", where, bad_rows.sum(), df.index[first], col)
     return df.loc[~bad_rows]
+
+
+def check_values(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    """Refuse a value no measurement can take: infinite, beyond ``MAX_MAGNITUDE``, or outside the
+    column's physical range (``schema.physical_range``: a PSI share above 100 %, a negative latency)."""
+    for col in columns:
+        v = df[col].to_numpy(dtype=np.float64)
+        lo, hi = schema.physical_range(col)
+        for bad, why in (
+            (np.isinf(v), "not finite"),
+            (np.abs(v) > MAX_MAGNITUDE, f"magnitude above {MAX_MAGNITUDE:g}"),
+            ((v < lo) | (v > hi), f"outside the physical range [{lo:g}, {hi:g}]"),
+        ):
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DataError(f"{where}: column {col!r} has an impossible value {float(v[i])!r} "
+                                f"at row {df.index[i]} ({why})")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
-"""``vpals-predict run_dir=RUN input=metrics.csv|- [slo_ms=..] [max_slowdown=..] [policy=flag]``.
+"""``vpals-predict run_dir=RUN input=metrics.csv|- [slo_ms=..] [max_slowdown=..] [policy=flag] [spec=..]``.
 
-Writes one JSON line per input row: prediction, status, decision. With ``input=-`` it reads
-JSON lines from standard input and answers each line as it arrives; a malformed line gets an
-``error`` line of its own, so no line is ever lost. ``--watch`` reads live PSI and CPU/memory
+Writes one JSON line per input row: prediction, status, decision. ``spec`` (a ``conf/spec`` name
+or a YAML path) is the spec set this deployment requires proven before a row is ``verified``;
+by default the one the run was configured with. With ``input=-`` it reads JSON lines from
+standard input and answers each line as it arrives; a malformed line gets an ``error`` line of
+its own, so no line is ever lost, and a value that is not a JSON number (``true``, ``"3"``,
+``null``) makes its row ``invalid``. ``--watch`` reads live PSI and CPU/memory
 metrics of this machine (optionally of one cgroup) every ``interval`` seconds and prints a
 decision per tick, for ``count`` ticks or until interrupted.
 """
@@ -15,20 +18,46 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import pandas as pd
 
 from vpals_jax.cli import fail
-from vpals_jax.data.tables import DataError, read_frame
+from vpals_jax.data.tables import DataError, read_frame, require_columns
 
 KEYS = {"run_dir": None, "input": None, "policy": "flag", "ood_margin": "0.05", "slo_ms": None,
         "max_slowdown": None, "interval": "1.0", "count": "0", "cgroup": None, "cpu_quota_cores": None,
-        "mem_limit_mb": None, "batch": "4096"}  # fmt: skip
+        "mem_limit_mb": None, "batch": "4096", "spec": None}  # fmt: skip
+# Numeric keys: type, smallest value, and whether that value itself is allowed.
+NUMBERS: dict[str, tuple[type, float, bool]] = {
+    "ood_margin": (float, 0.0, True), "slo_ms": (float, 0.0, False), "max_slowdown": (float, 0.0, False),
+    "interval": (float, 0.0, False), "cpu_quota_cores": (float, 0.0, False), "mem_limit_mb": (float, 0.0, False),
+    "count": (int, 0, True), "batch": (int, 1, True),
+}  # fmt: skip
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (the house rule), not the usage plus the message."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(self.prog, ValueError(message))
+
+
+def number(key: str, value: str) -> float | int:
+    """``value`` as the type ``NUMBERS`` gives ``key``, within its range; ``ValueError`` naming both otherwise."""
+    kind, least, inclusive = NUMBERS[key]
+    try:
+        x = kind(value)
+    except ValueError:
+        x = None
+    if x is None or not math.isfinite(x) or x < least or (x == least and not inclusive):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{key} must be {what} {'>=' if inclusive else '>'} {least:g}, got {value!r}")
+    return x
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="vpals-predict", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="vpals-predict", description=__doc__.splitlines()[0])
     ap.add_argument("--watch", action="store_true", help="read live metrics of this machine every interval")
     ap.add_argument("overrides", nargs="*", help=f"key=value; keys: {', '.join(KEYS)}")
     ns = ap.parse_args(argv)
@@ -43,10 +72,12 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     if not ns.watch and not args["input"]:
         ap.error("give input=FILE (CSV/Parquet), input=- (JSON lines on stdin), or --watch")
     args["watch"] = ns.watch
-    for key in ("ood_margin", "slo_ms", "max_slowdown", "interval", "cpu_quota_cores", "mem_limit_mb"):
+    for key in NUMBERS:
         if args[key] is not None:
-            args[key] = float(args[key])
-    args["count"], args["batch"] = int(args["count"]), int(args["batch"])
+            try:
+                args[key] = number(key, args[key])
+            except ValueError as e:
+                ap.error(str(e))
     return args
 
 
@@ -64,8 +95,17 @@ def answer_rows(predictor, frame: pd.DataFrame, args: dict[str, Any]) -> list[di
     return [{k: _clean(v) for k, v in rec.items()} for rec in out.to_dict(orient="records")]
 
 
+def json_numbers(row: dict[str, Any]) -> dict[str, Any]:
+    """Keep JSON numbers; anything else (booleans, strings, null, lists) becomes missing."""
+    return {k: v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for k, v in row.items()}
+
+
 def stream_lines(predictor, lines: TextIO, out: TextIO, args: dict[str, Any]) -> int:
-    """Answer JSON lines one by one (a resource manager feeds them live); returns the error count."""
+    """Answer JSON lines one by one (a resource manager feeds them live); returns the error count.
+
+    Whatever a line holds (nesting deep enough to exhaust the parser's recursion, bytes that are
+    not UTF-8 once ``main`` has made them U+FFFD), it gets its own answer or error line and the
+    lines after it are still read."""
     errors = 0
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -74,11 +114,12 @@ def stream_lines(predictor, lines: TextIO, out: TextIO, args: dict[str, Any]) ->
             row = json.loads(line)
             if not isinstance(row, dict):
                 raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             errors += 1
             out.write(json.dumps({"line": n, "error": f"malformed line: {e}"}) + "\n")
         else:
-            out.write(json.dumps({"line": n, **answer_rows(predictor, pd.DataFrame([row]), args)[0]}) + "\n")
+            rec = answer_rows(predictor, pd.DataFrame([json_numbers(row)]), args)[0]
+            out.write(json.dumps({"line": n, **rec}) + "\n")
         out.flush()
     return errors
 
@@ -100,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     from vpals_jax.runtime.predictor import SafePredictor
 
     try:
-        predictor = SafePredictor.load(args["run_dir"], policy=args["policy"], ood_margin=args["ood_margin"])
+        predictor = SafePredictor.load(
+            args["run_dir"], policy=args["policy"], ood_margin=args["ood_margin"], spec=args["spec"]
+        )
         if args["watch"]:
             try:
                 for row in live_rows(args):
@@ -110,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             return 0
         if args["input"] == "-":
+            sys.stdin.reconfigure(errors="replace")  # type: ignore[union-attr]
             errors = stream_lines(predictor, sys.stdin, sys.stdout, args)
             if errors:
                 print(f"vpals-predict: {errors} malformed line(s) reported", file=sys.stderr)
             return 0
         frame = read_frame(args["input"])
+        require_columns(frame, predictor.features, args["input"])  # else every row would be invalid
         for start in range(0, len(frame), args["batch"]):
             for i, rec in enumerate(answer_rows(predictor, frame.iloc[start : start + args["batch"]], args)):
                 sys.stdout.write(json.dumps({"row": start + i, **rec}) + "\n")

@@ -2,11 +2,13 @@
 
 Every row gets one status, checked in this order:
 
-* ``invalid``: a value is missing, NaN, inf or not a number;
+* ``invalid``: a value is missing, NaN, inf or not a number (booleans are not numbers);
 * ``out_of_distribution``: some feature leaves the training range widened by ``ood_margin``
   (a fraction of that feature's range) — where the paper shows unverified networks go wrong;
-* ``verified``: the row lies inside a region over which *every* spec of the app's spec set was
-  VERIFIED on exactly these weights (certificates are matched by weight fingerprint);
+* ``verified``: the row lies inside the region over which *every* spec of the deployment's
+  required spec set (``runtime.requirement``) was VERIFIED on exactly this function — weights,
+  normaliser and feature order (certificates are matched by ``certificate.function_fingerprint``
+  and by each spec's content, ``certificate.spec_digest``);
 * ``unverified_region``: everything else inside the training domain.
 
 Rows that are not ``verified`` follow the ``policy``: ``flag`` (return the prediction, flagged),
@@ -29,12 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from verifiers import Box, ReluNetwork, Status, Verdict, spec_from_dict
+from verifiers import Box, ReluNetwork
 from verifiers.bounds.interval import output_bounds
-from vpals_jax.certificate import load_certificate_sets
+from vpals_jax.certificate import certified_region, function_fingerprint
 from vpals_jax.convert import load_network
 from vpals_jax.data import schema
 from vpals_jax.data.normalizer import MinMaxNormalizer
+from vpals_jax.runtime.requirement import SpecRef, required_specs
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +63,26 @@ class Prediction:
         return pd.DataFrame({"prediction": self.latency, "status": self.status, "bounded": self.bounded})
 
 
-def verified_regions(certificate_sets: list[list[Verdict]], n_features: int) -> list[Box]:
-    """One box per certificate whose verdicts are all VERIFIED: the intersection of their regions."""
-    boxes = []
-    for verdicts in certificate_sets:
-        if not verdicts or any(v.status != Status.VERIFIED for v in verdicts):
-            continue
-        regions = [spec_from_dict(v.spec).region for v in verdicts]
-        lo = np.max([r.lower for r in regions], axis=0)
-        hi = np.min([r.upper for r in regions], axis=0)
-        if lo.size == n_features and np.all(lo <= hi):
-            boxes.append(Box(lo, hi))
-    return boxes
+def raw_bounds(normalizer: MinMaxNormalizer, box: Box) -> tuple[np.ndarray, np.ndarray]:
+    """Raw-unit bounds of ``box`` such that every raw row inside them normalises into ``box``.
+
+    ``inverse_x`` rounds, so its bound can normalise to just outside the proven box; step such a
+    bound inwards one ulp at a time (``transform_x`` is monotone), or empty that axis if it will not do.
+    """
+    lo, hi = normalizer.inverse_x(box.lower), normalizer.inverse_x(box.upper)
+    for _ in range(8):
+        below, above = normalizer.transform_x(lo) < box.lower, normalizer.transform_x(hi) > box.upper
+        if not (below.any() or above.any()):
+            return lo, hi
+        lo, hi = np.where(below, np.nextafter(lo, np.inf), lo), np.where(above, np.nextafter(hi, -np.inf), hi)
+    below, above = normalizer.transform_x(lo) < box.lower, normalizer.transform_x(hi) > box.upper
+    return np.where(below, np.inf, lo), np.where(above, -np.inf, hi)
 
 
 class SafePredictor:
+    """Serves a network with a per-row status; ``regions`` are boxes in normalised input space
+    over which the required spec set is proven (``load`` derives them from certificates)."""
+
     def __init__(
         self,
         net: ReluNetwork,
@@ -89,11 +97,14 @@ class SafePredictor:
             raise ValueError(f"ood_margin must be >= 0, got {ood_margin}")
         self.net, self.normalizer, self.regions, self.policy = net, normalizer, regions, policy
         self.features = list(normalizer.feature_names)
+        if net.n_inputs != len(self.features):
+            raise ValueError(f"the network takes {net.n_inputs} inputs but the normaliser names {len(self.features)}")
         # Guards compare raw values, so rows are never normalised just to be checked.
         self._dom_lo = normalizer.x_min - ood_margin * normalizer.x_scale
         self._dom_hi = normalizer.x_max + ood_margin * normalizer.x_scale
-        self._reg_lo = np.array([normalizer.inverse_x(r.lower) for r in regions]).reshape(-1, len(self.features))
-        self._reg_hi = np.array([normalizer.inverse_x(r.upper) for r in regions]).reshape(-1, len(self.features))
+        raw = [raw_bounds(normalizer, r) for r in regions]
+        self._reg_lo = np.array([lo for lo, _ in raw]).reshape(-1, len(self.features))
+        self._reg_hi = np.array([hi for _, hi in raw]).reshape(-1, len(self.features))
         # Sound upper bound of the (normalised) output over each verified region, for policy=bound.
         self._reg_ub = np.array([float(np.ravel(output_bounds(net, r.lower[None], r.upper[None])[1])[0]) for r in regions])
         self._w32 = [jnp.asarray(w, jnp.float32) for w in net.weights]
@@ -109,36 +120,41 @@ class SafePredictor:
         ))  # fmt: skip
 
     @classmethod
-    def load(cls, run_dir: str | Path, policy: str = "flag", ood_margin: float = 0.05) -> SafePredictor:
-        """Model, normaliser and certificates of a run (see ``vpals_jax.certificate``)."""
+    def load(
+        cls, run_dir: str | Path, policy: str = "flag", ood_margin: float = 0.05, spec: SpecRef | None = None
+    ) -> SafePredictor:
+        """Model and normaliser of a run, verified where a certificate proves the required specs.
+
+        ``spec`` is the deployment's required spec set (``runtime.requirement``); by default the
+        spec set the run was configured with.
+        """
         net, normalizer, config = load_network(str(run_dir))
-        spec_set = config.get("spec", {}).get("name")
-        sets = load_certificate_sets(run_dir, net, spec_set=spec_set)
-        regions = verified_regions(sets, len(normalizer.feature_names))
-        log.info("%s: %d verified region(s) from %d matching certificate(s)", run_dir, len(regions), len(sets))
-        return cls(net, normalizer, regions, policy=policy, ood_margin=ood_margin)
+        required = required_specs(config, normalizer, spec)
+        region = certified_region(run_dir, function_fingerprint(net, normalizer), required)
+        log.info("%s: %s", run_dir, "nothing verified" if region is None else "certified region loaded")
+        return cls(net, normalizer, [] if region is None else [region], policy=policy, ood_margin=ood_margin)
 
     # -- input --------------------------------------------------------------------------------
     def as_matrix(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> np.ndarray:
-        """Raw rows -> float64 matrix in the model's feature order; unusable values become NaN."""
+        """Raw rows -> float64 matrix in the model's feature order; non-numbers become NaN (invalid).
+
+        Numeric text (a CSV cell) is a number; a boolean is not, so ``True`` never reads as 1.
+        """
         if isinstance(rows, Mapping):
             rows = pd.DataFrame([rows])
         if isinstance(rows, pd.DataFrame):
             missing = [f for f in self.features if f not in rows.columns]
             if missing and len(rows.columns) > 0:
                 log.debug("missing columns %s: rows are invalid", missing)
-            cols = [pd.to_numeric(rows[f], errors="coerce") if f in rows.columns else pd.Series(np.nan, index=rows.index)
-                    for f in self.features]  # fmt: skip
-            return np.column_stack([c.to_numpy(np.float64, na_value=np.nan) for c in cols]) if cols else np.empty((0, 0))
+            cols = [_column(rows[f]) if f in rows.columns else np.full(len(rows), np.nan) for f in self.features]
+            return np.column_stack(cols) if cols else np.empty((0, 0))
         x = np.asarray(rows)
         if x.ndim == 1:
             x = x[None]
         if x.ndim != 2 or x.shape[1] != len(self.features):
             raise ValueError(f"expected rows of {len(self.features)} features ({', '.join(self.features)}), "
                              f"got an array of shape {x.shape}")  # fmt: skip
-        if x.dtype.kind not in "fiub":
-            return pd.DataFrame(x, columns=self.features).apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-        return x.astype(np.float64, copy=False)
+        return _numbers(x)
 
     # -- guard + model ------------------------------------------------------------------------
     def status_codes(self, x: np.ndarray) -> np.ndarray:
@@ -249,6 +265,30 @@ class SafePredictor:
 
 
 UNDECIDED = 127
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, (bool, np.bool_)):
+        return np.nan
+    try:
+        return float(v) if isinstance(v, (int, float, np.integer, np.floating, str)) else np.nan
+    except (ValueError, OverflowError):
+        return np.nan
+
+
+def _numbers(a: np.ndarray) -> np.ndarray:
+    """float64 copy of ``a``: numbers kept, everything else (booleans included) NaN."""
+    if a.dtype.kind in "fiu":
+        return a.astype(np.float64, copy=False)
+    if a.dtype.kind in "OUS":
+        return np.array([_number(v) for v in a.ravel()], dtype=np.float64).reshape(a.shape)
+    return np.full(a.shape, np.nan)
+
+
+def _column(s: pd.Series) -> np.ndarray:
+    if s.dtype.kind in "fiu":  # also pandas' nullable Int64/Float64: NA becomes NaN
+        return s.to_numpy(np.float64, na_value=np.nan)
+    return _numbers(s.to_numpy(object))
 
 
 def _round32(a: np.ndarray, up: bool) -> np.ndarray:

@@ -234,26 +234,30 @@ class Corrector:
             "pair_x_prime": np.asarray([c.x_prime for _, c in self.pairs], np.float64).reshape(-1, n),
         }  # fmt: skip
 
-    def rounds_meta(self) -> list[dict[str, Any]]:
-        return [
+    def state_meta(self) -> dict[str, Any]:
+        """The rounds and the jitter generator's position, saved in the checkpoint's meta: without the
+        generator a resumed ``spec_data`` run jitters its next counterexamples differently."""
+        rounds = [
             {"index": r.index, "epoch": r.epoch, "start_s": r.start_s, "end_s": r.end_s, "added": r.added,
              "fingerprint": r.fingerprint, "verdicts": {str(i): v.to_dict() for i, v in r.verdicts.items()}}
             for r in self.rounds
         ]  # fmt: skip
+        return {"rounds": rounds, "corrector_rng": self._rng.bit_generator.state}
 
-    def restore(self, arrays: dict[str, np.ndarray], rounds: list[dict[str, Any]]) -> None:
-        if arrays:
-            self._lo, self._hi = arrays["pool_lo"].copy(), arrays["pool_hi"].copy()
-            self._sign, self._valid = arrays["pool_sign"].copy(), arrays["pool_valid"].copy()
-            self._next = int(arrays["pool_next"])
-            self._region_active = arrays.get("region_active", self._region_active).copy()
-            self._region_margin = arrays.get("region_margin", self._region_margin).copy()
-            self.pairs = [
-                (int(i), Counterexample.make(x, xp))
-                for i, x, xp in zip(arrays["pair_spec"], arrays["pair_x"], arrays["pair_x_prime"])
-            ]
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Back to the state ``state_arrays`` and ``state_meta`` saved."""
+        self._rng.bit_generator.state = meta["corrector_rng"]
+        self._lo, self._hi = arrays["pool_lo"].copy(), arrays["pool_hi"].copy()
+        self._sign, self._valid = arrays["pool_sign"].copy(), arrays["pool_valid"].copy()
+        self._next = int(arrays["pool_next"])
+        self._region_active = arrays["region_active"].copy()
+        self._region_margin = arrays["region_margin"].copy()
+        self.pairs = [
+            (int(i), Counterexample.make(x, xp))
+            for i, x, xp in zip(arrays["pair_spec"], arrays["pair_x"], arrays["pair_x_prime"])
+        ]
         self.rounds = [
             Round(r["index"], r["epoch"], r["start_s"], r["end_s"],
                   {int(i): Verdict.from_dict(v) for i, v in r["verdicts"].items()}, r["added"], r.get("fingerprint", ""))
-            for r in rounds
+            for r in meta["rounds"]
         ]  # fmt: skip

@@ -7,6 +7,7 @@ the min-max normalised target, so figures are comparable with the paper's.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,26 @@ def regression_metrics(pred_n: np.ndarray, y_n: np.ndarray, y_scale: float, y_mi
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, records after the restored epoch are dropped."""
+    """Append-only JSON lines. ``count`` goes into every checkpoint, so a resume keeps exactly the
+    records that checkpoint had seen: lines written after it (an epoch, a verification round, a
+    line torn by the kill) are dropped and written again by the resumed run."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.count = 0
 
-    def truncate_after(self, epoch: int) -> None:
-        if not self.path.exists():
-            return
-        keep = [line for line in self.read() if line.get("epoch", 0) <= epoch]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    def restart(self, keep: int) -> None:
+        """Keep the first ``keep`` records (0: a new log); rewritten atomically."""
+        lines = self.path.read_text().splitlines(keepends=True)[:keep] if keep and self.path.exists() else []
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(lines))
+        os.replace(tmp, self.path)
+        self.count = len(lines)
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        self.count += 1
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

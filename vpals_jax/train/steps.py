@@ -8,7 +8,8 @@ uninterrupted one does.
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -22,18 +23,33 @@ from vpals_jax.models import MLP
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    if cfg.name == "adam":
-        return optax.adam(cfg.lr) if cfg.weight_decay == 0 else optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "sgd":
-        return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(cfg.lr, momentum=0.9))
-    raise ValueError(f"unknown optim.name {cfg.name!r}; use adam, adamw or sgd")
+    return _optimizer(cfg.name, cfg.lr, cfg.weight_decay)
+
+
+@lru_cache(maxsize=64)
+def _optimizer(name: str, lr: float, weight_decay: float) -> optax.GradientTransformation:
+    """One object per setting: see ``_apply_fn``."""
+    if name == "adam":
+        return optax.adam(lr) if weight_decay == 0 else optax.adamw(lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return optax.adamw(lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=0.9))
+    raise ValueError(f"unknown optim.name {name!r}; use adam, adamw or sgd")
+
+
+@lru_cache(maxsize=64)
+def _apply_fn(model: MLP) -> Callable:
+    """One apply function per model config (Flax modules are hashed by value). A TrainState's
+    ``apply_fn`` and ``tx`` are part of the jit cache key, so sharing them lets every run of one
+    process (a Hydra sweep, a resumed run, the tests) reuse the compiled epoch instead of compiling
+    it again."""
+    return model.apply
 
 
 def create_state(model: MLP, optim: OptimConfig, n_features: int, seed: int) -> TrainState:
     params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, n_features), jnp.float32))["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(optim))
+    return TrainState.create(apply_fn=_apply_fn(model), params=params, tx=make_optimizer(optim))
 
 
 class PairPool(NamedTuple):

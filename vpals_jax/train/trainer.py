@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.training.train_state import TrainState
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -31,13 +33,15 @@ from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.loop import Corrector
 from vpals_jax.train.metrics import MetricsLog, regression_metrics
 from vpals_jax.train.plots import plot_training_curve, plot_wall_time
+from vpals_jax.train.rundir import RunDirError, RunLock, check_resumable
 from vpals_jax.train.steps import create_state, epoch_key, predict, train_epoch
 
 log = logging.getLogger(__name__)
 
 
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (e.g. it already holds a checkpoint)."""
+# The meta of a run that starts from scratch (the checkpoint's meta when it resumes).
+FRESH = {"epoch": 0, "train_time_s": 0.0, "wall_s": 0.0, "stop_reason": None, "verified_at_s": None,
+         "metrics_records": 0}  # fmt: skip
 
 
 def as_config(cfg: Config | DictConfig) -> Config:
@@ -65,51 +69,69 @@ def _final_verdicts(corrector: Corrector | None) -> dict[int, tuple[int, Verdict
     return latest
 
 
-def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
+def run_training(cfg: Config | DictConfig, on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Train one model as configured (with the verifier in the loop unless ``train.loop=normal``).
 
-    Returns the summary, also written to ``summary.json``.
+    Everything that can refuse the run (config, data, specs, the run directory's lock, the
+    checkpoint and the config it was trained with) is checked before the first write, so a refused
+    command changes no file; ``on_start(run_dir)`` is called once the run is accepted (the Hydra
+    entry point writes ``.hydra/`` there). Returns the summary, also written to ``summary.json``.
     """
     cfg = as_config(cfg)
     tc = cfg.train
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt.has_checkpoint(run_dir) and not tc.resume:
-        raise RunDirError(
-            f"run directory {run_dir} already holds a checkpoint; pass train.resume=true to continue it "
-            "or choose another run directory"
-        )
     if tc.epochs < 1 or tc.batch_size < 1:
         raise ValueError(f"train.epochs and train.batch_size must be >= 1 (got {tc.epochs}, {tc.batch_size})")
-    config_dict = asdict(cfg)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-
     data = load_dataset(cfg.data)
     if tc.batch_size > len(data.x_train):
         raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {len(data.x_train)} training rows")
     norm = MinMaxNormalizer.fit(data.x_train, data.y_train, data.feature_names, data.target_name)
+    n_features = len(data.feature_names)
+    corrector = None
+    if tc.loop != "normal" or tc.verify_at_end:
+        corrector = Corrector(tc, cfg.verifier, build_specs(cfg.spec, norm), n_features, seed=tc.seed)
+    model = build_model(cfg.model)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        state, meta = _restore(cfg, run_dir, norm, create_state(model, cfg.optim, n_features, tc.seed), corrector)
+        if on_start:
+            on_start(run_dir)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        return _train(cfg, run_dir, data, norm, corrector, model, state, meta)
+
+
+def _restore(cfg: Config, run_dir: Path, norm: MinMaxNormalizer, state: TrainState,
+             corrector: Corrector | None) -> tuple[TrainState, dict[str, Any]]:  # fmt: skip
+    """(state, meta) to start from: the checkpoint's when resuming, refusing one this run cannot continue."""
+    if not ckpt.has_checkpoint(run_dir):
+        return state, dict(FRESH)
+    if not cfg.train.resume:
+        raise RunDirError(
+            f"run directory {run_dir} already holds a checkpoint; pass train.resume=true to continue it "
+            "or choose another run directory"
+        )
+    saved = ckpt.read_checkpoint(run_dir)
+    check_resumable(saved.config, asdict(cfg), run_dir)
+    if saved.normalizer.to_dict() != norm.to_dict():
+        raise RunDirError(f"cannot resume {run_dir}: the training data differ from the data it was trained on "
+                          f"(same config, but the normaliser fitted on them changed)")  # fmt: skip
+    if corrector and saved.arrays:  # no arrays: trained without a corrector so far (normal, verify_at_end added)
+        corrector.restore(saved.arrays, saved.meta)
+    log.info("resumed %s at epoch %d", run_dir, saved.meta["epoch"])
+    return ckpt.restore_state(saved, state), saved.meta
+
+
+def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, corrector: Corrector | None, model,
+           state, meta: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The epochs from ``meta["epoch"]`` on, each checkpointed, then the summary."""
+    tc = cfg.train
+    config_dict = asdict(cfg)
     x_train = jnp.asarray(norm.transform_x(data.x_train), jnp.float32)
     y_train = jnp.asarray(norm.transform_y(data.y_train), jnp.float32)
     n_features = len(data.feature_names)
-
-    corrector = None
-    if tc.loop != "normal" or tc.verify_at_end:
-        specs = build_specs(cfg.spec, norm)
-        corrector = Corrector(tc, cfg.verifier, specs, n_features, seed=tc.seed)
-
-    model = build_model(cfg.model)
-    state = create_state(model, cfg.optim, n_features, tc.seed)
-    start_epoch, train_time, wall_before = 0, 0.0, 0.0
+    start_epoch, train_time, wall_before = meta["epoch"], meta["train_time_s"], meta["wall_s"]
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    if tc.resume and ckpt.has_checkpoint(run_dir):
-        state, meta, arrays = ckpt.restore_state(run_dir, state)
-        start_epoch, train_time, wall_before = meta["epoch"], meta["train_time_s"], meta["wall_s"]
-        if corrector:
-            corrector.restore(arrays, meta.get("rounds", []))
-        metrics.truncate_after(start_epoch)
-        log.info("resumed %s at epoch %d", run_dir, start_epoch)
-    elif metrics.path.exists():
-        metrics.path.unlink()
+    metrics.restart(meta["metrics_records"])
 
     t_start = time.perf_counter()
 
@@ -118,13 +140,17 @@ def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
 
     def save(epoch: int, stop: str | None = None) -> None:
         meta = {"epoch": epoch, "train_time_s": train_time, "wall_s": clock(), "stop_reason": stop,
-                "rounds": corrector.rounds_meta() if corrector else []}  # fmt: skip
+                "verified_at_s": verified_at, "metrics_records": metrics.count,
+                **(corrector.state_meta() if corrector else {})}  # fmt: skip
         ckpt.save_checkpoint(run_dir, state, norm, config_dict, meta, corrector.state_arrays() if corrector else None)
 
+    result = evaluate(state, data, norm, tc.tolerance)
+    if meta["stop_reason"] == "verified":  # the run is over: resumed, it only writes its results again
+        return _finish(cfg, run_dir, data, norm, result, corrector, state, metrics, "verified", meta["verified_at_s"],
+                       train_time, clock())  # fmt: skip
     budget = tc.loop_epochs if tc.loop != "normal" and tc.loop_epochs else tc.epochs
     bar = tqdm(range(start_epoch, budget), initial=start_epoch, total=budget, desc=f"train {data.name} ({tc.loop})",
                disable=not tc.progress, unit="epoch")  # fmt: skip
-    result = evaluate(state, data, norm, tc.tolerance)
     stop_reason, verified_at = "epochs done", None
     epoch = start_epoch
     for epoch in bar:
@@ -164,12 +190,14 @@ def run_training(cfg: Config | DictConfig) -> dict[str, Any]:
         metrics.write(rnd.record(corrector.specs))
         if rnd.all_verified:
             verified_at = clock()
-    return _finish(cfg, run_dir, data, result, corrector, state, metrics, stop_reason, verified_at, train_time, clock())
+    return _finish(
+        cfg, run_dir, data, norm, result, corrector, state, metrics, stop_reason, verified_at, train_time, clock()
+    )
 
 
-def _finish(cfg: Config, run_dir: Path, data: Dataset, result: dict, corrector: Corrector | None, state,
-            metrics: MetricsLog, stop_reason: str, verified_at: float | None, train_time: float,
-            wall: float) -> dict[str, Any]:  # fmt: skip
+def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, result: dict,
+            corrector: Corrector | None, state, metrics: MetricsLog, stop_reason: str, verified_at: float | None,
+            train_time: float, wall: float) -> dict[str, Any]:  # fmt: skip
     records = metrics.read()
     title = f"{data.name}: {data.target_name} ({cfg.train.loop})"
     plot_training_curve(records, run_dir / "training_curve.png", title=title)
@@ -208,10 +236,10 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, result: dict, corrector: 
     if corrector and corrector.rounds and corrector.rounds[-1].fingerprint == network_fingerprint(net):
         # The last round verified exactly the final weights: its verdicts are the run's certificate.
         last = corrector.rounds[-1]
-        save_verdicts(run_dir / "verify" / "training", net, [last.verdicts[i] for i in sorted(last.verdicts)],
-                      data.feature_names, run_dir=str(run_dir), spec_set=cfg.spec.name, n_specs=len(corrector.specs),
-                      round=last.index, verifier={"name": cfg.verifier.name, "time_budget_s": cfg.verifier.time_budget_s,
-                                                  "options": dict(cfg.verifier.options)})  # fmt: skip
+        save_verdicts(run_dir / "verify" / "training", net, norm, [last.verdicts[i] for i in sorted(last.verdicts)],
+                      run_dir=str(run_dir), spec_set=cfg.spec.name, round=last.index,
+                      verifier={"name": cfg.verifier.name, "time_budget_s": cfg.verifier.time_budget_s,
+                                "options": dict(cfg.verifier.options)})  # fmt: skip
     vols = [v["verified_fraction"] for v in summary["verdicts"]]
     summary["verified_volume"] = float(np.mean(vols)) if vols else None
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
