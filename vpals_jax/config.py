@@ -138,7 +138,7 @@ class TrainConfig:
 
 @dataclass
 class SpecSetConfig:
-    """A ``conf/spec`` file: see ``vpals_jax.specs`` for the format."""
+    """A ``conf/spec`` file: see ``vpals_jax.spec_files`` for the format."""
 
     name: str = "specs"
     space: str = "raw"  # units of region bounds: raw | normalized

@@ -23,7 +23,7 @@ from vpals_jax.certificate import save_verdicts
 from vpals_jax.cli import fail
 from vpals_jax.cli_errors import CONFIG_ERRORS, fail_config, one_line_config_errors
 from vpals_jax.config import SpecSetConfig, VerifierConfig
-from vpals_jax.specs import build_specs
+from vpals_jax.spec_files import build_specs
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ def trained_instances(widths: tuple[int, ...] = (16, 32), epochs: int = 3) -> li
     """Small predictors trained here and now (seconds each), with the specs users would check."""
     from vpals_jax.config import Config, DataConfig, ModelConfig, TrainConfig
     from vpals_jax.convert import load_network
-    from vpals_jax.specs import build_specs
+    from vpals_jax.spec_files import build_specs
     from vpals_jax.train.trainer import run_training
 
     jobs = [("nginx", DataConfig(source="synthetic", app="nginx", n_samples=4000), "psi_pair"),

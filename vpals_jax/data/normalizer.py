@@ -2,7 +2,7 @@
 
 Users write specs and runtime inputs in raw units (percent, cores, MiB, ms); the network sees
 ``[0, 1]``-scaled inputs and target. Keeping the normaliser beside the checkpoint is what lets
-``vpals_jax.specs`` and the runtime predictor translate between the two.
+``vpals_jax.spec_files`` and the runtime predictor translate between the two.
 """
 
 from __future__ import annotations

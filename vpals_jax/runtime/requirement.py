@@ -7,7 +7,7 @@ The required spec set is, in this order of precedence:
 * otherwise the spec set the run was configured with: the ``spec`` section of its saved config
   (its content — the specs trained and verified against — not only its name).
 
-It is built into network space with the served normaliser (``vpals_jax.specs.build_specs``) and
+It is built into network space with the served normaliser (``vpals_jax.spec_files.build_specs``) and
 compared with certificates by content (``vpals_jax.certificate.spec_digest``). A run whose
 config lists no specs requires nothing that can be proven, so nothing is served as verified.
 """
@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from verifiers import Spec
 from vpals_jax.config import SpecSetConfig
 from vpals_jax.data.normalizer import MinMaxNormalizer
-from vpals_jax.specs import build_specs
+from vpals_jax.spec_files import build_specs
 
 log = logging.getLogger(__name__)
 

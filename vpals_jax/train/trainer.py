@@ -28,7 +28,7 @@ from vpals_jax.convert import to_relu_network
 from vpals_jax.data.dataset import Dataset, load_dataset
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
-from vpals_jax.specs import build_specs
+from vpals_jax.spec_files import build_specs
 from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.loop import Corrector
 from vpals_jax.train.metrics import MetricsLog, regression_metrics

@@ -12,7 +12,7 @@ from vpals_jax.config import ModelConfig, OptimConfig
 from vpals_jax.convert import to_relu_network
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
-from vpals_jax.specs import build_specs
+from vpals_jax.spec_files import build_specs
 from vpals_jax.train.steps import create_state
 
 CONF_SPEC = "conf/spec"
