@@ -36,7 +36,7 @@ TABLE = (*TRAIN, "data=table", "data.path={tmp}/data.csv")
 VERIFY = ("-m", "vpals_jax.verify")
 # spec=: the deployment requires a spec set (the tiny run's config lists none, which is warned about)
 PREDICT = ("-m", "vpals_jax.runtime", "spec=psi_monotone")
-COLLECT = ("-m", "vpals_jax.collect", "out={tmp}/out", "hydra.run.dir={tmp}/hydra", "progress=false")
+COLLECT = ("-m", "vpals_jax.collector", "out={tmp}/out", "hydra.run.dir={tmp}/hydra", "progress=false")
 ROW = json.dumps({f: 1.0 for f in schema.FEATURES})  # a well-formed line: answered, whatever came before
 Setup = Callable[[Path, Path], None]  # (case folder, shared run)
 
@@ -169,10 +169,15 @@ CASES = [
          stdout=('{"line": 1, "error": "malformed line', '{"line": 2, "prediction"')),
     Case("predict_misspelt_header", (*PREDICT, "run_dir={run}", "input={tmp}/m.csv"), 2,
          "m.csv: missing column 'cg_psi_cpu_some_pct' (did you mean 'cg_psi_cpu_som_pct'?)", misspelt_header),
-    # -- vpals_jax.collect (refused before any cgroup, tool or service is looked for) ------------------
+    # -- vpals_jax.collector (refused before any cgroup, tool or service is looked for) ----------------
     Case("collect_negative_points", (*COLLECT, "points=-1"), 2, "points must be an integer >= 1, got -1"),
     Case("collect_missing_cgroup_root", (*COLLECT, "cgroup_root={tmp}/nowhere"), 2,
          "cgroup_root={tmp}/nowhere: no such directory"),
+    # ... and refused before anything is started (a plan of another sweep: tests/collect/test_collect_cli.py)
+    Case("collect_no_cgroup_hierarchy", (*COLLECT, "cgroup_root={tmp}"), 2, "no cgroup hierarchy under {tmp}"),
+    Case("collect_missing_tools", (*COLLECT, "cgroup_root={tmp}"), 2,
+         "missing tools ['redis-server', 'redis-benchmark', 'stress-ng']",
+         raw("cgroup.controllers", b"cpu memory io\n"), env={"PATH": "/nonexistent"}),
     # -- NNet files, read by the verifier benchmark (--nnet) --------------------------------------------
     *[Case(f"nnet_{kind}", ("-m", "experiments.bench_verifiers", "--no-trained", "--out={tmp}/out",
                             f"--nnet={{tmp}}/{kind}.nnet"), 2, f"{kind}.nnet", setup)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fake_tools import alive, cmdline, install, read_log
 
-from vpals_jax.data.collect.cgroups import Cgroup
+from vpals_jax.collector.cgroups import Cgroup
 
 FX = Path(__file__).parent / "fixtures"
 

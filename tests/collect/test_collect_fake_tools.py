@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 from fake_tools import BENCH, version, wait_gone
 
+from vpals_jax.collector import harness as H
+from vpals_jax.collector.apps import APPS, make_app
+from vpals_jax.collector.plan import DEFAULTS, make_plan
+from vpals_jax.collector.rows import EXTRA_COLUMNS
 from vpals_jax.data import schema
-from vpals_jax.data.collect import harness as H
-from vpals_jax.data.collect.apps import APPS, make_app
 
 FX = Path(__file__).parent / "fixtures"
 SERVER = {"redis": "redis-server", "nginx": "nginx", "mariadb": "mariadbd"}
@@ -64,7 +66,7 @@ def test_each_app_end_to_end(app, fake_tools, cgroupfs, work):
     out = Path(cfg["out"])
     df = pd.read_csv(out / f"{app}.csv")
     assert list(df.columns[: len(schema.COLUMNS)]) == [c.name for c in schema.COLUMNS]
-    assert set(H.EXTRA_COLUMNS) <= set(df.columns)
+    assert set(EXTRA_COLUMNS) <= set(df.columns)
     assert df.point_id.tolist() == list(range(5)) and df.baseline.tolist() == [i % 2 == 0 for i in range(5)]
     # the numbers are the client's output, parsed by the app's own parser
     want = make_app(app).parse((BENCH / OUTPUT[app]).read_text())
@@ -73,7 +75,7 @@ def test_each_app_end_to_end(app, fake_tools, cgroupfs, work):
     assert (df.app == app).all() and (df.client_rc == 0).all()
 
     # one server; one co-runner per non-baseline point, of the planned kind; two client runs per point
-    plan = H.make_plan(5, H.DEFAULTS["sweep"], 0, 2)
+    plan = make_plan(5, DEFAULTS["sweep"], 0, 2)
     servers, stress = fake_tools.calls(SERVER[app]), fake_tools.calls("stress-ng")
     assert len(servers) == 1
     assert [r["argv"][r["argv"].index("--quiet") + 1] for r in stress] == [
@@ -150,7 +152,7 @@ def test_missing_tool_stops_before_anything_starts(fake_tools, cgroupfs, work, m
     (fake_tools.bin_dir / missing).unlink()
     monkeypatch.setenv("PATH", str(fake_tools.bin_dir))  # nothing the machine has installed either
     cfg = config("redis", cgroupfs, work)
-    with pytest.raises(RuntimeError, match=re.escape(f"missing tools ['{missing}']")):
+    with pytest.raises(H.Refused, match=re.escape(f"missing tools ['{missing}']")):
         H.run(cfg, progress=False)
     assert fake_tools.calls() == [] and not Path(cfg["out"]).exists()
     assert not list(cgroupfs.root.glob("vpals-*"))

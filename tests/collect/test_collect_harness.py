@@ -15,13 +15,16 @@ import pandas as pd
 import pytest
 from fake_tools import version, wait_gone
 
+from vpals_jax.collector import apps as apps_mod
+from vpals_jax.collector import harness as H
+from vpals_jax.collector.apps import App
+from vpals_jax.collector.cgroups import Cgroup, Layout
+from vpals_jax.collector.corunner import fractions, stress_ng_argv
+from vpals_jax.collector.plan import DEFAULTS, make_plan, merge
+from vpals_jax.collector.procs import ProcessManager
+from vpals_jax.collector.rows import EXTRA_COLUMNS
+from vpals_jax.collector.session import Session
 from vpals_jax.data import schema
-from vpals_jax.data.collect import apps as apps_mod
-from vpals_jax.data.collect import harness as H
-from vpals_jax.data.collect.apps import App
-from vpals_jax.data.collect.cgroups import Cgroup, Layout
-from vpals_jax.data.collect.corunner import fractions, stress_ng_argv
-from vpals_jax.data.collect.procs import ProcessManager
 
 FX = Path(__file__).parent / "fixtures"
 
@@ -129,17 +132,17 @@ def vpals_dirs(cg: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------------------ plan
 def test_plan_deterministic_shuffled_prefix_stable_with_baselines():
-    sweep = H.DEFAULTS["sweep"]
-    p1 = H.make_plan(60, sweep, seed=3, baseline_every=5)
-    assert p1 == H.make_plan(60, sweep, seed=3, baseline_every=5)
-    assert H.make_plan(100, sweep, seed=3, baseline_every=5)[:60] == p1
+    sweep = DEFAULTS["sweep"]
+    p1 = make_plan(60, sweep, seed=3, baseline_every=5)
+    assert p1 == make_plan(60, sweep, seed=3, baseline_every=5)
+    assert make_plan(100, sweep, seed=3, baseline_every=5)[:60] == p1
     assert [p.point_id for p in p1] == list(range(60))
     assert all(p.baseline == (p.point_id % 5 == 0) for p in p1)
     assert all((p.corunner_kind == "none") == p.baseline for p in p1)
     rest = [(p.app_quota_cores, p.mem_limit_mb, p.corunner_kind, p.corunner_level) for p in p1 if not p.baseline]
     assert len(set(rest)) == len(rest)  # no repeats before the grid is exhausted
     assert rest != sorted(rest)  # shuffled
-    assert H.make_plan(60, sweep, seed=4, baseline_every=5) != p1
+    assert make_plan(60, sweep, seed=4, baseline_every=5) != p1
 
 
 def test_corunner_fractions_and_argv():
@@ -163,7 +166,7 @@ def test_run_writes_schema_rows_resumes_and_cleans_up(env):
     df = pd.read_csv(csv)
     cols = list(df.columns)
     assert cols[: len(schema.COLUMNS)] == [c.name for c in schema.COLUMNS]  # all schema columns, in order
-    assert set(schema.REQUIRED) <= set(cols) and set(H.EXTRA_COLUMNS) <= set(cols)
+    assert set(schema.REQUIRED) <= set(cols) and set(EXTRA_COLUMNS) <= set(cols)
     assert len(df) == 7 and sorted(df.point_id) == list(range(7))
     assert (df.app == "fakeapp").all() and (df.latency_p50_ms == 1.5).all() and (df.throughput_rps == 1000).all()
     assert df.baseline.tolist() == [i % 3 == 0 for i in range(7)]
@@ -172,7 +175,7 @@ def test_run_writes_schema_rows_resumes_and_cleans_up(env):
         base[["corunner_cpu", "corunner_mem", "corunner_io"]] == 0
     ).all().all()
     assert set(df.corunner_kind) <= {"none", "cpu", "vm", "cache", "stream", "hdd", "mixed"}
-    assert df.cpu_quota_cores.isin(H.DEFAULTS["sweep"]["app_quota_cores"]).all()
+    assert df.cpu_quota_cores.isin(DEFAULTS["sweep"]["app_quota_cores"]).all()
     for c in schema.COLUMNS:
         if c.dtype == "float":
             assert pd.api.types.is_numeric_dtype(df[c.name]), c.name
@@ -192,7 +195,7 @@ def test_run_writes_schema_rows_resumes_and_cleans_up(env):
     assert s2["already_done"] == 7 and s2["written"] == 3
     assert sorted(pd.read_csv(csv).point_id) == list(range(10))
     # another plan into the same file is refused
-    with pytest.raises(RuntimeError, match="another plan"):
+    with pytest.raises(H.Refused, match="another plan"):
         H.run({**env["cfg"], "seed": 1, "points": 11}, procs=FakeProcs(), progress=False)
 
 
@@ -268,8 +271,8 @@ def test_real_processes_stopped_by_pid_on_error(tmp_path, monkeypatch):
             )
             return [sys.executable, "-c", code]
 
-    cfg = H.merge(
-        H.DEFAULTS,
+    cfg = merge(
+        DEFAULTS,
         {
             "proc_root": str(FX / "v2" / "a" / "proc"),
             "tmp_dir": str(tmp_path),
@@ -280,7 +283,7 @@ def test_real_processes_stopped_by_pid_on_error(tmp_path, monkeypatch):
     )
     layout = Layout("none", tmp_path, None, {}, ())
     procs = ProcessManager()
-    session = H.Session(cfg, SleepApp(), layout, procs)
+    session = Session(cfg, SleepApp(), layout, procs)
     with pytest.raises(RuntimeError), session:
         server_pid = session.server.pid
         deadline = time.monotonic() + 10

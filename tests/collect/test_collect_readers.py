@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vpals_jax.data.collect.apps import parse_redis_benchmark_csv, parse_sysbench, parse_wrk
-from vpals_jax.data.collect.cgroups import Cgroup, detect_layout, parse_blkio_bytes, parse_io_stat, parse_limit
-from vpals_jax.data.collect.procfs import parse_meminfo, parse_pressure, parse_proc_stat, read_system
-from vpals_jax.data.collect.window import Tick, delta, window_metrics
+from vpals_jax.collector.cgroups import Cgroup, detect_layout, parse_blkio_bytes, parse_io_stat, parse_limit
+from vpals_jax.collector.procfs import parse_meminfo, parse_pressure, parse_proc_stat, read_system
+from vpals_jax.collector.reports import parse_redis_benchmark_csv, parse_sysbench, parse_wrk
+from vpals_jax.collector.window import Tick, delta, window_metrics
 
 FX = Path(__file__).parent / "fixtures"
 GROUPS = ("app", "corunner", "client")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vpals_jax.data.collect import harness as H
-from vpals_jax.data.collect.apps import APPS, make_app
-from vpals_jax.data.collect.cgroups import detect_layout, self_cgroup_writable
+from vpals_jax.collector import harness as H
+from vpals_jax.collector.apps import APPS, make_app
+from vpals_jax.collector.cgroups import detect_layout, self_cgroup_writable
 
 pytestmark = pytest.mark.services
 

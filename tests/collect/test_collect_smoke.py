@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from vpals_jax.data.collect.cgroups import Cgroup, detect_layout, self_cgroup_writable
-from vpals_jax.data.collect.procfs import psi_available, read_system
-from vpals_jax.data.collect.procs import ProcessManager, kill_pids
-from vpals_jax.data.collect.window import Tick, window_metrics
+from vpals_jax.collector.cgroups import Cgroup, detect_layout, self_cgroup_writable
+from vpals_jax.collector.procfs import psi_available, read_system
+from vpals_jax.collector.procs import ProcessManager, kill_pids
+from vpals_jax.collector.window import Tick, window_metrics
 
 HOG = "while True: pass"
 

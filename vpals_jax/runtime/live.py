@@ -1,6 +1,6 @@
 """Live canonical-schema rows from this machine, for ``vpals-predict --watch``.
 
-Reuses the collector's readers (``vpals_jax.data.collect``), so a served model sees features
+Reuses the collector's readers (``vpals_jax.collector``), so a served model sees features
 computed exactly as its training data were: windowed PSI from ``total`` deltas over the tick.
 Without a cgroup, the whole machine stands in for the task: the ``cg_`` columns repeat the
 system-wide ones, usage comes from ``/proc/stat`` and ``/proc/meminfo``, and the quota/limit
@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 import time
 
+from vpals_jax.collector.cgroups import Cgroup, detect_layout
+from vpals_jax.collector.procfs import read_system
+from vpals_jax.collector.window import Tick, window_metrics
 from vpals_jax.data import schema
-from vpals_jax.data.collect.cgroups import Cgroup, detect_layout
-from vpals_jax.data.collect.procfs import read_system
-from vpals_jax.data.collect.window import Tick, window_metrics
 
 
 class LiveReader:

@@ -1,4 +1,5 @@
-"""Collect real co-location data: ``python -m vpals_jax.collect app=redis points=200 out=data/real``.
+"""``python -m vpals_jax.collector`` / ``vpals-collect``: collect real co-location data, e.g.
+``vpals-collect app=redis points=200 out=data/real``.
 
 Arguments are Hydra overrides of ``conf/collect.yaml`` (``key=value``, nested as ``sweep.app_quota_cores=[0.5,1.0]``).
 Needs root (cgroup writes) and the apps from Debian packages; see docs/collect.md.
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from vpals_jax.cli import fail
 from vpals_jax.cli_errors import CONFIG_ERRORS, fail_config, one_line_config_errors
 
-log = logging.getLogger("vpals_jax.collect")
+log = logging.getLogger("vpals_jax.collector")
 
 # The harness takes these as they come (points=-1 planned nothing and exited 0): the smallest count
 # allowed, whether a duration (seconds) must be positive rather than only non-negative, and the
@@ -47,9 +48,10 @@ def check_args(c: dict[str, Any]) -> None:
 
 
 @one_line_config_errors("vpals-collect")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="collect")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="collect")
 def main(cfg: DictConfig) -> None:
-    from vpals_jax.data.collect.harness import run
+    # pandas and the harness load only once the config is composed: a typo is answered at once
+    from vpals_jax.collector.harness import Refused, run
 
     try:
         c = OmegaConf.to_container(cfg, resolve=True)
@@ -60,7 +62,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(130)
     except CONFIG_ERRORS as e:
         fail_config("vpals-collect", e)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, PermissionError, Refused) as e:
         fail("vpals-collect", e)
     log.info("summary: %s", json.dumps(summary))
     print(json.dumps(summary))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from vpals_jax.data.collect.cgroups import CgroupSnapshot
-from vpals_jax.data.collect.procfs import SystemSnapshot, stat_busy_ticks, stat_total_ticks, user_hz
+from vpals_jax.collector.cgroups import CgroupSnapshot
+from vpals_jax.collector.procfs import SystemSnapshot, stat_busy_ticks, stat_total_ticks, user_hz
 from vpals_jax.data.schema import PSI_LEVELS, PSI_RESOURCES, psi_column
 
 MIB = 1024.0 * 1024.0

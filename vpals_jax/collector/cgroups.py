@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vpals_jax.data.collect.procfs import parse_pressure
+from vpals_jax.collector.procfs import parse_pressure
 
 # v1 directory names of the controllers we use. ``cpuacct`` is often co-mounted with ``cpu``
 # (``cpu,cpuacct`` with ``cpu`` and ``cpuacct`` symlinks), which resolves to the same directory.
