@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUPS_IN_DEFAULTS = ("data", "model", "optim", "train", "spec", "verifier", "experiment", "debug")
+GROUPS_IN_DEFAULTS = ("data", "model", "optim", "train", "spec", "verifier", "experiment", "debug", "hparams_search")
 
 
 def all_group_options():

@@ -35,6 +35,7 @@ import importlib
 import sys
 import threading
 import types
+import warnings
 from typing import Any
 
 _LOCK = threading.Lock()
@@ -130,7 +131,17 @@ def import_auto_lirpa() -> types.ModuleType:
             _patch_numpy()
             _patch_opset()
             _patch_node_getitem()
-            import auto_LiRPA
+            # auto_LiRPA decorates operators with @torch.jit.script at import, and torch 2.13 warns that
+            # this is deprecated: about auto_LiRPA's code, which no user of ours can change. The
+            # import also calls warnings.simplefilter("once") (showing every library's
+            # DeprecationWarning from then on); catch_warnings undoes that, and every other warning
+            # of the import is re-issued under the caller's own filters.
+            with warnings.catch_warnings(record=True) as caught:
+                import auto_LiRPA
+            for w in caught:
+                jit_script = str(w.message).startswith("`torch.jit.script` is deprecated")
+                if not (jit_script and issubclass(w.category, DeprecationWarning)):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
             _patch_named_members(auto_LiRPA.BoundedModule)
             _MODULE = auto_LiRPA

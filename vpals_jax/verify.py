@@ -75,10 +75,14 @@ def verify_run(run_dir: str | Path, spec: SpecSetConfig, verifier: VerifierConfi
 
 
 register_configs()
+# "Unable to initialize backend 'tpu'" on every run without a TPU: JAX's platform probe, at INFO.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 @one_line_config_errors("vpals-verify")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="verify")
+# "conf" is vpals_jax/conf (the package vpals_jax.conf, a link to the repository's conf/), found
+# from a checkout, an editable install and a regular install alike.
+@hydra.main(version_base="1.3", config_path="conf", config_name="verify")
 def main(cfg: DictConfig) -> None:
     try:
         typed: VerifyConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VerifyConfig), cfg))  # type: ignore[assignment]

@@ -6,6 +6,9 @@ their exactness argument are described in :mod:`verifiers.milp`.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from dataclasses import dataclass
 
 import highspy
@@ -15,6 +18,35 @@ import scipy.sparse as sp
 from verifiers.network import ReluNetwork
 
 _INF = highspy.kHighsInf
+_BANNER_LOCK = threading.Lock()
+_banner_due = True  # HiGHS prints its banner at the first construction in a process
+
+
+def _quiet_highs() -> highspy.Highs:
+    """A HiGHS instance with its log off. The first construction in a process prints HiGHS's banner
+    on the C-level stdout before any option can be set, so that one runs with file descriptor 1 on
+    /dev/null (for the microseconds it takes); later ones print nothing."""
+    global _banner_due
+    with _BANNER_LOCK:
+        if _banner_due:
+            _banner_due = False
+            sys.stdout.flush()
+            try:
+                saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+            except OSError:  # no stdout to silence
+                h = highspy.Highs()
+            else:
+                try:
+                    os.dup2(null, 1)
+                    h = highspy.Highs()
+                finally:
+                    os.dup2(saved, 1)
+                    os.close(saved)
+                    os.close(null)
+        else:
+            h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 class _Model:
@@ -97,8 +129,7 @@ class _Model:
         lp.a_matrix_.value_ = a.data
         if not relax:
             lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in integ]
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = _quiet_highs()
         h.passModel(lp)
         return h
 

@@ -48,7 +48,7 @@ def check_args(c: dict[str, Any]) -> None:
 
 
 @one_line_config_errors("vpals-collect")
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="collect")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="collect")
 def main(cfg: DictConfig) -> None:
     # pandas and the harness load only once the config is composed: a typo is answered at once
     from vpals_jax.collector.harness import Refused, run

@@ -28,7 +28,7 @@ from vpals_jax.spec_files import build_specs
 
 log = logging.getLogger(__name__)
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "conf" / "spec"
+SPEC_DIR = Path(__file__).resolve().parents[1] / "conf" / "spec"  # vpals_jax/conf, installed or not
 
 SpecRef = str | Mapping[str, Any] | SpecSetConfig
 
