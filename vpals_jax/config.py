@@ -111,7 +111,7 @@ class TrainConfig:
     tolerance: float = 0.05  # accuracy-within-tolerance on the normalised target (Ouroboros)
     resume: bool = False
     progress: bool = True
-    # The training-verification loop (Ouroboros): normal | vanilla | spec_data | early_rejection
+    # The training-verification loop: normal | vanilla | spec_data | early_rejection (Ouroboros) | certified
     loop: str = "normal"
     verify_at_end: bool = False  # normal loop: verify the final model once (the unverified baseline)
     accuracy_threshold: float = 0.9  # verify only once train accuracy reaches it; stop needs it too
@@ -134,6 +134,15 @@ class TrainConfig:
     augment: int = 8  # spec_data: jittered copies added per counterexample
     pool_capacity: int = 4096  # counterexample pairs kept (ring buffer)
     pair_batch: int = 256  # pairs drawn per training step
+    # certified: the interval bound of every spec over boxes that grow to the whole region is
+    # pushed above cert_margin (see steps.certified_hinge and docs/certified.md)
+    cert_lam: float = 1.0  # weight of the bound hinge
+    cert_warmup: int = 2  # epochs of plain training first
+    cert_ramp: int = 10  # epochs over which the boxes grow from cert_min_scale to the whole region
+    cert_min_scale: float = 0.05
+    cert_margin: float = 0.0  # slope the bound must reach beyond -t / W_i (normalised units)
+    cert_boxes: int = 64  # boxes per training step...
+    cert_full_boxes: int = 0  # ...of which this many span the current scale (the rest are smaller)
 
 
 @dataclass

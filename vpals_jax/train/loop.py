@@ -8,7 +8,10 @@ Variants (``train.loop``):
   and, with ``sample_regions``, train from then on with fresh pairs drawn at every step from the
   region of each spec the round did not prove (spec-aware data augmentation);
 * ``early_rejection``: like ``spec_data``, but a round first re-checks only the specs that
-  failed last time and stops at the first that still fails, saving verifier time.
+  failed last time and stops at the first that still fails, saving verifier time;
+* ``certified``: ``spec_data`` plus certified training from the start: every step pushes the
+  interval lower bound of every spec over boxes that grow to its whole region above a margin
+  (``steps.certified_hinge``), so that the verifier can prove the specs over the whole domain.
 
 Counterexamples become pairs ``(x, x + eps e_i)`` for the spec-aware hinge loss
 (``steps.spec_hinge``). Only re-checked witnesses (the verifiers' own guarantee) enter the pool.
@@ -35,14 +38,15 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from verifiers import Counterexample, Monotonicity, ReluNetwork, Spec, Status, Verdict, get_verifier
+from verifiers import Counterexample, Monotonicity, OutputBound, ReluNetwork, Spec, Status, Verdict, get_verifier
 from vpals_jax.certificate import network_fingerprint
 from vpals_jax.config import TrainConfig, VerifierConfig
-from vpals_jax.train.steps import PairPool, RegionSet
+from vpals_jax.train.steps import Certify, OutputRegionSet, PairPool, RegionSet
 
 log = logging.getLogger(__name__)
 
-LOOPS = ("normal", "vanilla", "spec_data", "early_rejection")
+LOOPS = ("normal", "vanilla", "spec_data", "early_rejection", "certified")
+CORRECTING = ("spec_data", "early_rejection", "certified")  # loops that learn from regions and jitter
 
 
 @dataclass
@@ -107,13 +111,16 @@ class Corrector:
         self._sign, self._valid = np.zeros(cap, np.float32), np.zeros(cap, np.float32)
         self._next = 0
         self._rng = np.random.default_rng(self.seed)
-        self._region_active = np.zeros(len(self.specs), np.float32)
+        self._region_active = np.asarray(
+            [self.train.loop == "certified" and isinstance(s, Monotonicity) for s in self.specs], np.float32
+        )
         self._region_margin = np.full(len(self.specs), self.train.margin, np.float32)
 
     # -- when -------------------------------------------------------------------------------
     def due(self, epoch: int, train_accuracy: float) -> bool:
         return (
             self.train.loop != "normal"
+            and (self.train.loop != "certified" or self.cert_scale(epoch) >= 1.0)
             and train_accuracy >= self.train.accuracy_threshold
             and epoch % max(self.train.verify_every, 1) == 0
         )
@@ -152,7 +159,7 @@ class Corrector:
             spec = self.specs[i]
             if not isinstance(spec, Monotonicity) or v.status == Status.VERIFIED:
                 continue
-            if self.train.sample_regions and self.train.loop in ("spec_data", "early_rejection"):
+            if self.train.sample_regions and self.train.loop in CORRECTING:
                 if self._region_active[i] and not v.counterexamples:
                     # Trained on, no witness left, still unproven: the interval bound is looser than
                     # the slope we ask for (see the module docstring), so ask for more.
@@ -166,7 +173,7 @@ class Corrector:
                 x, x_prime = np.asarray(cex.x), np.asarray(cex.x_prime)
                 self._store(x, x_prime, spec)  # the witness pair itself, then eps-pairs at both ends
                 points = [x, x_prime]
-                if self.train.loop in ("spec_data", "early_rejection"):
+                if self.train.loop in CORRECTING:
                     points += [self._jitter(x, spec) for _ in range(self.train.augment)]
                 for p in points:
                     self._add_pair(p, spec)
@@ -209,6 +216,41 @@ class Corrector:
         sign = np.asarray([s.sign if s else 0.0 for s in mono], np.float32)
         arrays = (lower, upper, axis, sign, self._region_active, self._region_margin)
         return RegionSet(*(jnp.asarray(a) for a in arrays))
+
+    def cert_scale(self, epoch: int) -> float:
+        """Box size (fraction of the region) at ``epoch``: 0 during warm-up, then a linear ramp."""
+        t = self.train
+        if epoch < t.cert_warmup:
+            return 0.0
+        return float(min(1.0, t.cert_min_scale + (1 - t.cert_min_scale) * (epoch - t.cert_warmup) / max(t.cert_ramp, 1)))
+
+    def certify(self, epoch: int) -> Certify | None:
+        """The certified-training term of ``epoch`` (None outside the certified loop and in warm-up)."""
+        scale = self.cert_scale(epoch)
+        if self.train.loop != "certified" or scale <= 0:
+            return None
+        regions = self.regions()
+        outs = [s for s in self.specs if isinstance(s, OutputBound)]
+        outputs = None
+        if outs:
+            big = 1e3  # normalised units: a missing side never binds
+            outputs = OutputRegionSet(
+                jnp.asarray(np.stack([s.region.lower for s in outs]), jnp.float32),
+                jnp.asarray(np.stack([s.region.upper for s in outs]), jnp.float32),
+                jnp.asarray([-big if s.lower is None else s.lower for s in outs], jnp.float32),
+                jnp.asarray([big if s.upper is None else s.upper for s in outs], jnp.float32),
+            )
+        if regions is None and outputs is None:
+            return None
+        allowance = [s.slope_allowance if isinstance(s, Monotonicity) else 0.0 for s in self.specs]
+        if regions is None:  # output bounds only: an inert monotonicity row keeps the shapes fixed
+            n = self.n_features
+            z = jnp.zeros((1, n), jnp.float32)
+            regions = RegionSet(z, z, z, jnp.zeros(1), jnp.zeros(1), jnp.zeros(1))
+            allowance = [0.0]
+        t = self.train
+        return Certify(regions, outputs, jnp.asarray(scale, jnp.float32), jnp.asarray(t.cert_lam, jnp.float32),
+                       jnp.asarray(t.cert_margin, jnp.float32), jnp.asarray(allowance, jnp.float32))  # fmt: skip
 
     @property
     def pool_size(self) -> int:

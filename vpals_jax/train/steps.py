@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
+from verifiers.bounds.differentiable import interval_output_bounds, interval_slope_lower
 from vpals_jax.config import OptimConfig
 from vpals_jax.models import MLP
 
@@ -86,6 +87,73 @@ class RegionSet(NamedTuple):
     margin: jnp.ndarray  # (S,)
 
 
+class OutputRegionSet(NamedTuple):
+    """The output-bound specs' regions and their bounds on the normalised target (``-inf``/``inf``
+    for a missing side replaced by a large finite number, so that the hinge stays finite)."""
+
+    lower: jnp.ndarray  # (S, n)
+    upper: jnp.ndarray  # (S, n)
+    y_lower: jnp.ndarray  # (S,)
+    y_upper: jnp.ndarray  # (S,)
+
+
+class Certify(NamedTuple):
+    """What certified training pushes up: the regions, how large the boxes are now (``scale`` of
+    the region, growing to 1) and the weight of the bound hinge (``lam``)."""
+
+    regions: RegionSet
+    outputs: OutputRegionSet | None
+    scale: jnp.ndarray  # () in (0, 1]
+    lam: jnp.ndarray  # ()
+    margin: jnp.ndarray  # () the slope (normalised units) the bound must reach, beyond...
+    allowance: jnp.ndarray  # (S,) ...each spec's tolerance as a slope, t / W_i (what the proof needs)
+
+
+def param_layers(params) -> tuple[list[jnp.ndarray], list[jnp.ndarray]]:
+    """The MLP's weights and biases in layer order (``hidden_0..hidden_k``, ``out``)."""
+    hidden = sorted((k for k in params if k.startswith("hidden_")), key=lambda k: int(k.split("_")[1]))
+    names = [*hidden, "out"]
+    return [params[k]["kernel"] for k in names], [params[k]["bias"] for k in names]
+
+
+def _sample_boxes(key: jax.Array, lower: jnp.ndarray, upper: jnp.ndarray, weights: jnp.ndarray, k: int, scale,
+                  full: int):  # fmt: skip
+    """``k`` boxes at uniform positions inside the regions (region ``s`` drawn among those with
+    ``weights > 0``): ``full`` of them ``scale`` times the region's size (at ``scale = 1``, the
+    region itself), the others of a size drawn uniformly up to that.
+
+    Why both: over a whole region every ReLU that switches somewhere is unstable, its derivative
+    only known to lie in [0, 1], so the interval slope bound can reach 0 but hardly any margin
+    above it; on smaller boxes units are stable and the margin is real, which is what the
+    verifier's splitting then proves box by box."""
+    k_s, k_pos, k_size = jax.random.split(key, 3)
+    s = jax.random.categorical(k_s, jnp.where(weights > 0, 0.0, -1e9), shape=(k,))
+    lo_r, hi_r = lower[s], upper[s]
+    frac = jnp.where(jnp.arange(k)[:, None] < full, 1.0, jax.random.uniform(k_size, (k, 1)))
+    size = (hi_r - lo_r) * scale * frac
+    lo = lo_r + jax.random.uniform(k_pos, lo_r.shape) * (hi_r - lo_r - size)
+    return s, lo, lo + size
+
+
+def certified_hinge(params, key: jax.Array, cert: Certify, k: int, full: int) -> jnp.ndarray:
+    """Mean hinge ``max(0, margin - allowance - lb)`` of the interval lower bound ``lb`` of ``sign * df/dx_i``
+    over ``k`` boxes of the active monotonicity regions, plus the output bounds' hinge over ``k``
+    boxes of their regions (:mod:`verifiers.bounds.differentiable`): the IBP training of
+    certified robustness, applied to the derivative chain."""
+    ws, bs = param_layers(params)
+    reg = cert.regions
+    k_m, k_o = jax.random.split(key)
+    s, lo, hi = _sample_boxes(k_m, reg.lower, reg.upper, reg.active, k, cert.scale, full)
+    lb = interval_slope_lower(ws, bs, lo, hi, reg.axis[s], reg.sign[s])
+    loss = (jnp.maximum(0.0, cert.margin - cert.allowance[s] - lb) * reg.active[s]).mean()
+    if cert.outputs is not None:
+        out = cert.outputs
+        so, lo_o, hi_o = _sample_boxes(k_o, out.lower, out.upper, jnp.ones_like(out.y_lower), k, cert.scale, full)
+        fl, fu = interval_output_bounds(ws, bs, lo_o, hi_o)
+        loss = loss + (jnp.maximum(0.0, out.y_lower[so] - fl) + jnp.maximum(0.0, fu - out.y_upper[so])).mean()
+    return loss
+
+
 def mse_loss(params, apply_fn, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     pred = apply_fn({"params": params}, x)
     return jnp.mean((pred - y) ** 2)
@@ -122,8 +190,12 @@ def sample_region_pairs(key: jax.Array, regions: RegionSet, k: int, eps: float) 
     return lo, lo + step * axis, regions.sign[s], regions.active[s], regions.margin[s]
 
 
-def total_loss(params, apply_fn, x, y, lo, hi, sign, valid, lam, margin=0.0, slope=True):
-    return mse_loss(params, apply_fn, x, y) + lam * spec_hinge(params, apply_fn, lo, hi, sign, valid, margin, slope)
+def total_loss(params, apply_fn, x, y, lo, hi, sign, valid, lam, margin=0.0, slope=True, cert=None, cert_key=None,
+               cert_boxes=64, cert_full=0):  # fmt: skip
+    loss = mse_loss(params, apply_fn, x, y) + lam * spec_hinge(params, apply_fn, lo, hi, sign, valid, margin, slope)
+    if cert is not None:
+        loss = loss + cert.lam * certified_hinge(params, cert_key, cert, cert_boxes, cert_full)
+    return loss
 
 
 @jax.jit
@@ -132,7 +204,7 @@ def train_step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray) -> tuple[Train
     return state.apply_gradients(grads=grads), loss
 
 
-@partial(jax.jit, static_argnames=("batch_size", "pair_batch", "slope"))
+@partial(jax.jit, static_argnames=("batch_size", "pair_batch", "slope", "cert_boxes", "cert_full"))
 def train_epoch(
     state: TrainState,
     x: jnp.ndarray,
@@ -146,19 +218,24 @@ def train_epoch(
     eps: float | jnp.ndarray = 1e-2,
     margin: float | jnp.ndarray = 0.0,
     slope: bool = True,
+    cert: Certify | None = None,
+    cert_boxes: int = 64,
+    cert_full: int = 0,
 ) -> tuple[TrainState, jnp.ndarray]:
     """One pass over a fresh permutation; the last ``len(x) % batch_size`` rows of it are left out.
 
     With a ``pool`` (and/or ``regions``), every step also draws ``pair_batch`` counterexample
     pairs (and ``pair_batch`` fresh pairs from the active regions) and adds ``lam`` times their
     hinge, so corrections cost a constant amount per step however many have been collected.
+    With ``cert`` every step also adds the certified-training hinge over ``cert_boxes`` boxes.
     """
     n_batches = x.shape[0] // batch_size
     perm_key, pair_key, region_key = jax.random.split(key, 3)
     perm = jax.random.permutation(perm_key, x.shape[0])[: n_batches * batch_size]
     xb = x[perm].reshape(n_batches, batch_size, x.shape[1])
     yb = y[perm].reshape(n_batches, batch_size)
-    if pool is None and regions is None:
+    cert_keys = jax.random.split(jax.random.fold_in(key, 7), n_batches)
+    if pool is None and regions is None and cert is None:
 
         def body(s, batch):
             return train_step(s, *batch)
@@ -167,6 +244,10 @@ def train_epoch(
         return state, losses.mean()
 
     pieces = []
+    if pool is None and regions is None:  # certified only: one inert pair keeps the shapes fixed
+        z = jnp.zeros((n_batches, 1, x.shape[1]), jnp.float32)
+        zero = jnp.zeros((n_batches, 1), jnp.float32)
+        pieces.append((z, z, zero, zero, zero))
     if pool is not None:
         n_valid = jnp.maximum(pool.valid.sum().astype(jnp.int32), 1)
         order = jnp.argsort(-pool.valid, stable=True)  # valid rows first
@@ -179,11 +260,12 @@ def train_epoch(
     lo, hi, sign, valid, margins = (jnp.concatenate(cols, axis=1) for cols in zip(*pieces))
 
     def body_pairs(s, batch):
-        xs, ys, l_, h_, g_, v_, m_ = batch
-        loss, grads = jax.value_and_grad(total_loss)(s.params, s.apply_fn, xs, ys, l_, h_, g_, v_, lam, m_, slope)
+        xs, ys, l_, h_, g_, v_, m_, ck = batch
+        loss, grads = jax.value_and_grad(total_loss)(s.params, s.apply_fn, xs, ys, l_, h_, g_, v_, lam, m_, slope,
+                                                     cert, ck, cert_boxes, cert_full)  # fmt: skip
         return s.apply_gradients(grads=grads), loss
 
-    state, losses = jax.lax.scan(body_pairs, state, (xb, yb, lo, hi, sign, valid, margins))
+    state, losses = jax.lax.scan(body_pairs, state, (xb, yb, lo, hi, sign, valid, margins, cert_keys))
     return state, losses.mean()
 
 

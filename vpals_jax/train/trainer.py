@@ -160,8 +160,10 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
             break
         t0 = time.perf_counter()
         pool, regions = (corrector.pool(), corrector.regions()) if corrector else (None, None)
+        cert = corrector.certify(epoch) if corrector else None
         state, loss = train_epoch(state, x_train, y_train, epoch_key(tc.seed, epoch), tc.batch_size, pool, tc.lam,
-                                  tc.pair_batch, regions, tc.eps, tc.margin, tc.slope_hinge)  # fmt: skip
+                                  tc.pair_batch, regions, tc.eps, tc.margin, tc.slope_hinge, cert,
+                                  tc.cert_boxes, tc.cert_full_boxes)  # fmt: skip
         jax.block_until_ready(loss)
         train_time += time.perf_counter() - t0
         result = evaluate(state, data, norm, tc.tolerance)
