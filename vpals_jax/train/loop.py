@@ -217,6 +217,12 @@ class Corrector:
         arrays = (lower, upper, axis, sign, self._region_active, self._region_margin)
         return RegionSet(*(jnp.asarray(a) for a in arrays))
 
+    def pair_regions(self) -> RegionSet | None:
+        """The regions pairs are drawn from at every step: none in the certified loop, whose bound
+        hinge covers the regions already (pairs with the loop's slope margin would only cost
+        accuracy: the bound needs no margin beyond the tolerance)."""
+        return None if self.train.loop == "certified" else self.regions()
+
     def cert_scale(self, epoch: int) -> float:
         """Box size (fraction of the region) at ``epoch``: 0 during warm-up, then a linear ramp."""
         t = self.train

@@ -159,7 +159,7 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
             epoch -= 1
             break
         t0 = time.perf_counter()
-        pool, regions = (corrector.pool(), corrector.regions()) if corrector else (None, None)
+        pool, regions = (corrector.pool(), corrector.pair_regions()) if corrector else (None, None)
         cert = corrector.certify(epoch) if corrector else None
         state, loss = train_epoch(state, x_train, y_train, epoch_key(tc.seed, epoch), tc.batch_size, pool, tc.lam,
                                   tc.pair_batch, regions, tc.eps, tc.margin, tc.slope_hinge, cert,
