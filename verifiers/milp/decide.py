@@ -90,7 +90,6 @@ class BoxDecision:
     milps: int = 0
 
 
-
 def _settle(out: BoxDecision, conf: Confirmation, claim: str) -> None:
     """VERIFIED only when the MILP's claim is rigorously confirmed; UNKNOWN otherwise."""
     out.status = "verified" if conf.proven else "unknown"
@@ -228,7 +227,7 @@ def decide_monotonicity_box(
             claim = f"derivative MILP: min sign*df/dx_i >= {shown:.3g}"
             # degenerate patterns excluded by no-good cuts are back in the rigorous confirmation
             # (their exclusion rests on a floating-point LP): it re-derives min over all of S(B)
-            conf = confirm_lower_bound(bm.derivative_model(sign)[0], -allowance, deadline)
+            conf = confirm_lower_bound(bm.derivative_model(sign)[0], -allowance, deadline, threads=threads)
             _settle(out, conf, claim)
             if not conf.proven and conf.leaf is not None:
                 _witness_from_leaf(out, net, spec, conf.leaf, lo, hi)
@@ -272,7 +271,7 @@ def decide_monotonicity_box(
         if r.status == "cutoff" or (r.status == "optimal" and r.objective is not None and r.objective > -tol + abs_tol):
             claim = f"difference MILP: min sign*(f(x')-f(x)) >= {-tol + abs_tol:.3g}"
             if spans_region:
-                _settle(out, confirm_lower_bound(bm.difference_model(sign)[0], -tol, deadline), claim)
+                _settle(out, confirm_lower_bound(bm.difference_model(sign)[0], -tol, deadline, threads=threads), claim)
             else:
                 out.message = claim + " in this box only, which does not compose across boxes split along the feature"
         elif r.x is not None and r.objective is not None and r.objective < -tol:
@@ -320,7 +319,7 @@ def decide_output_box(
         if r.status == "cutoff" or (
             r.status == "optimal" and r.objective is not None and r.objective >= sign * ref + abs_tol
         ):
-            conf = confirm_lower_bound(bm.output_model(sign)[0], sign * ref, deadline)
+            conf = confirm_lower_bound(bm.output_model(sign)[0], sign * ref, deadline, threads=threads)
             if not conf.proven:
                 out.status = "unknown"
                 out.message = f"output MILP ({side}) claims the bound holds, but {conf.message}"
@@ -339,4 +338,3 @@ def decide_output_box(
     out.bound = None if not math.isfinite(slack) else slack
     out.seconds = time.perf_counter() - start
     return out
-

@@ -76,7 +76,9 @@ def safe_bound(a_t, a_abs_t, y, c, offset, rl, ru, cl, cu, max_col_nnz: int) -> 
     return bound if math.isfinite(bound) else -math.inf
 
 
-def confirm_lower_bound(m: _Model, threshold: float, deadline: float, max_nodes: int = 20_000) -> Confirmation:
+def confirm_lower_bound(
+    m: _Model, threshold: float, deadline: float, max_nodes: int = 20_000, threads: int = 1
+) -> Confirmation:
     """Prove ``min over the model's feasible set of its objective >= threshold`` rigorously.
 
     Branching: best-first on the node bound, on the free binary whose LP value is most fractional
@@ -89,6 +91,9 @@ def confirm_lower_bound(m: _Model, threshold: float, deadline: float, max_nodes:
     max_nnz = int(col_nnz.max()) if col_nnz.size else 0
     ints = np.flatnonzero(integer)
     h = m.build(relax=True)
+    # HiGHS's thread pool is global: a run asking for another thread count than the pool was
+    # started with fails ("Not Set") for every later solve in the process; 1 is what the backends use
+    h.setOptionValue("threads", threads)
     nodes = 0
     heap: list[tuple[float, int, dict[int, float]]] = [(-math.inf, 0, {})]
     counter = 1
@@ -109,9 +114,7 @@ def confirm_lower_bound(m: _Model, threshold: float, deadline: float, max_nodes:
         if st == highspy.HighsModelStatus.kOptimal:
             y = np.asarray(h.getSolution().row_dual, dtype=np.float64)
             x = np.asarray(h.getSolution().col_value, dtype=np.float64)
-            bound = max(
-                safe_bound(a_t, a_abs_t, s * y, c, offset, rl, ru, lo, hi, max_nnz) for s in (1.0, -1.0)
-            )
+            bound = max(safe_bound(a_t, a_abs_t, s * y, c, offset, rl, ru, lo, hi, max_nnz) for s in (1.0, -1.0))
         elif st == highspy.HighsModelStatus.kInfeasible:
             _, has_ray, ray = h.getDualRay()
             if has_ray:
