@@ -1,6 +1,24 @@
 """The contract between bounding functions and the search engine (see :mod:`verifiers.search.splitting`).
 
 It lives with the bounds, below the search, so that a bounding module never imports the engine.
+
+Contract (helpers plug into it; keep it stable):
+
+``bound_fn(lower, upper) -> BoundResult``
+    ``lower``/``upper`` are float64 arrays of shape ``(batch_size, n)``. The engine always
+    pads to exactly ``batch_size`` rows (by repeating a real box) so that a jitted bounding
+    function compiles once. ``BoundResult.lower`` is a *sound* lower bound of the objective
+    over each box (``-inf`` or NaN means "nothing known"); ``split_score`` says which input
+    dimension to bisect (higher first; zero-width dimensions are never split). The optional
+    ``candidates`` are points (one per box) where the bound is attained or the objective is
+    believed small; they are handed to the falsifier.
+
+``falsify_fn(lower, upper, rng, candidates=None) -> list[Counterexample]``
+    Proposes *unchecked* counterexamples inside the given boxes (``candidates`` is ``None`` or
+    an ``(m, n)`` array; a falsifier whose signature has no ``candidates`` parameter is called
+    with three arguments). The engine confirms each with ``check_fn`` (when given) before it
+    stops on it; :meth:`verifiers.base.Verifier.verify` re-checks again in float64.
+    :func:`verifiers.search.witness.make_falsifier` builds a suitable one for the shipped spec kinds.
 """
 
 from __future__ import annotations

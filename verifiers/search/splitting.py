@@ -11,23 +11,7 @@ box when it is ``>= 0``:
   tolerance ``>= 0``; see :mod:`verifiers.specs` for the semantics);
 * OutputBound: ``min(f - lower, upper - f)``.
 
-Contract (helpers plug into it; keep it stable):
-
-``bound_fn(lower, upper) -> BoundResult``
-    ``lower``/``upper`` are float64 arrays of shape ``(batch_size, n)``. The engine always
-    pads to exactly ``batch_size`` rows (by repeating a real box) so that a jitted bounding
-    function compiles once. ``BoundResult.lower`` is a *sound* lower bound of the objective
-    over each box (``-inf`` or NaN means "nothing known"); ``split_score`` says which input
-    dimension to bisect (higher first; zero-width dimensions are never split). The optional
-    ``candidates`` are points (one per box) where the bound is attained or the objective is
-    believed small; they are handed to the falsifier.
-
-``falsify_fn(lower, upper, rng, candidates=None) -> list[Counterexample]``
-    Proposes *unchecked* counterexamples inside the given boxes (``candidates`` is ``None`` or
-    an ``(m, n)`` array; a falsifier whose signature has no ``candidates`` parameter is called
-    with three arguments). The engine confirms each with ``check_fn`` (when given) before it
-    stops on it; :meth:`verifiers.base.Verifier.verify` re-checks again in float64.
-    :func:`verifiers.search.witness.make_falsifier` builds a suitable one for the shipped spec kinds.
+The contract of ``bound_fn`` and ``falsify_fn`` is in :mod:`verifiers.bounds.result`.
 
 Search. Boxes are processed in fixed-size batches, breadth-first (FIFO: the bisection tree is
 explored level by level, as in Ouroboros) or best-first (the boxes with the lowest inherited
@@ -51,6 +35,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,6 +142,20 @@ class _Pool:
 
     def drain(self) -> tuple[np.ndarray, ...]:
         return self.pop(self.size) if self.size else _empty(self.n)
+
+
+def _first_call(bound_fn: BoundFn, lo: np.ndarray, hi: np.ndarray, deadline: float) -> BoundResult | None:
+    """The first bound of a search, or None if it does not return by ``deadline``.
+
+    Why: the first call compiles for the network's shape (seconds for a wide network), and a
+    budget that does not bound compilation is none (7.9 s on a 3 s budget). The call goes on in
+    a daemon thread, not waited for; the next call with that shape reuses its compiled program.
+    """
+    box: list[BoundResult] = []
+    worker = threading.Thread(target=lambda: box.append(bound_fn(lo, hi)), daemon=True)
+    worker.start()
+    worker.join(max(deadline - time.perf_counter(), 0.0))
+    return box[0] if box else None
 
 
 def _empty(n: int) -> tuple[np.ndarray, ...]:
@@ -266,8 +265,12 @@ def split_and_bound(
         else:
             lo_b, hi_b = lo, hi
         t = time.perf_counter()
-        res = bound_fn(lo_b, hi_b)
+        res = bound_fn(lo_b, hi_b) if batches else _first_call(bound_fn, lo_b, hi_b, deadline)
         stats["bound_s"] += time.perf_counter() - t
+        if res is None:  # the first call (compilation, mostly) outlasted the budget
+            unresolved.append((lo, hi, vol, parent))
+            timed_out = True
+            break
         examined += m
         batches += 1
         lb = np.asarray(res.lower, dtype=np.float64)[:m]
