@@ -41,6 +41,14 @@ class Counterexample:
 
 
 _NON_FINITE = {"inf", "-inf", "nan"}
+MAX_UNRESOLVED_BOXES = 8  # keeps a verdict's JSON small
+
+
+def worst_boxes(lower: np.ndarray, upper: np.ndarray, bound: np.ndarray) -> list[dict[str, Any]]:
+    """The ``MAX_UNRESOLVED_BOXES`` boxes of lowest bound, as ``{"lower", "upper", "bound"}``."""
+    order = np.argsort(np.asarray(bound, dtype=np.float64), kind="stable")[:MAX_UNRESOLVED_BOXES]
+    return [{"lower": [float(v) for v in lower[k]], "upper": [float(v) for v in upper[k]], "bound": float(bound[k])}
+            for k in order]  # fmt: skip
 
 
 def _strict(obj: Any) -> Any:
@@ -78,6 +86,9 @@ class Verdict:
     best_bound: float | None = None
     counterexamples: list[Counterexample] = field(default_factory=list)
     message: str = ""
+    # the boxes a search left unproven, lowest bound first (at most MAX_UNRESOLVED_BOXES): where a
+    # proof failed, for certified training to push on and for a person to look at
+    unresolved_boxes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def worst_margin(self) -> float | None:
@@ -100,6 +111,7 @@ class Verdict:
         d["counterexamples"] = [Counterexample(**_unstrict(c)) for c in d.get("counterexamples", [])]
         if isinstance(d.get("best_bound"), str):
             d["best_bound"] = float(d["best_bound"])
+        d["unresolved_boxes"] = [_unstrict(b) for b in d.get("unresolved_boxes", [])]
         return cls(**d)
 
     @classmethod

@@ -251,6 +251,7 @@ def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, 
         remaining_vol -= vol
     else:
         verdict.status = Status.VERIFIED
+        verdict.unresolved_boxes = []  # the engine's leftovers, all proven by MILP
         verdict.verified_fraction = 1.0
         verdict.unresolved_fraction = 0.0
         verdict.boxes = res.boxes + done

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from verifiers.bounds.result import BoundFn, CheckFn, FalsifyFn
 from verifiers.network import ReluNetwork
 from verifiers.search.witness import make_falsifier
 from verifiers.specs import Box, Spec
-from verifiers.verdict import Counterexample, Status
+from verifiers.verdict import Counterexample, Status, worst_boxes
 
 
 @dataclass
@@ -72,8 +71,7 @@ class SplitResult:
     message: str = ""
     stats: dict = field(default_factory=dict)
 
-    def verdict_fields(self) -> dict:
-        """The keyword arguments of :class:`verifiers.verdict.Verdict` that this result fills."""
+    def verdict_fields(self) -> dict:  # the keyword arguments of Verdict that this result fills
         return {
             "status": self.status,
             "boxes": int(self.boxes),
@@ -82,6 +80,7 @@ class SplitResult:
             "best_bound": None if self.best_bound is None else float(self.best_bound),
             "counterexamples": list(self.counterexamples),
             "message": self.message,
+            "unresolved_boxes": worst_boxes(self.unresolved_lower, self.unresolved_upper, self.unresolved_bound),
         }
 
 
@@ -142,20 +141,6 @@ class _Pool:
 
     def drain(self) -> tuple[np.ndarray, ...]:
         return self.pop(self.size) if self.size else _empty(self.n)
-
-
-def _first_call(bound_fn: BoundFn, lo: np.ndarray, hi: np.ndarray, deadline: float) -> BoundResult | None:
-    """The first bound of a search, or None if it does not return by ``deadline``.
-
-    Why: the first call compiles for the network's shape (seconds for a wide network), and a
-    budget that does not bound compilation is none (7.9 s on a 3 s budget). The call goes on in
-    a daemon thread, not waited for; the next call with that shape reuses its compiled program.
-    """
-    box: list[BoundResult] = []
-    worker = threading.Thread(target=lambda: box.append(bound_fn(lo, hi)), daemon=True)
-    worker.start()
-    worker.join(max(deadline - time.perf_counter(), 0.0))
-    return box[0] if box else None
 
 
 def _empty(n: int) -> tuple[np.ndarray, ...]:
@@ -265,12 +250,8 @@ def split_and_bound(
         else:
             lo_b, hi_b = lo, hi
         t = time.perf_counter()
-        res = bound_fn(lo_b, hi_b) if batches else _first_call(bound_fn, lo_b, hi_b, deadline)
+        res = bound_fn(lo_b, hi_b)
         stats["bound_s"] += time.perf_counter() - t
-        if res is None:  # the first call (compilation, mostly) outlasted the budget
-            unresolved.append((lo, hi, vol, parent))
-            timed_out = True
-            break
         examined += m
         batches += 1
         lb = np.asarray(res.lower, dtype=np.float64)[:m]

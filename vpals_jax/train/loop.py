@@ -41,12 +41,13 @@ import numpy as np
 from verifiers import Counterexample, Monotonicity, OutputBound, ReluNetwork, Spec, Status, Verdict, get_verifier
 from vpals_jax.certificate import network_fingerprint
 from vpals_jax.config import TrainConfig, VerifierConfig
-from vpals_jax.train.steps import Certify, OutputRegionSet, PairPool, RegionSet
+from vpals_jax.train.steps import Certify, OutputRegionSet, PairPool, RegionSet, UnresolvedBoxes
 
 log = logging.getLogger(__name__)
 
 LOOPS = ("normal", "vanilla", "spec_data", "early_rejection", "certified")
 CORRECTING = ("spec_data", "early_rejection", "certified")  # loops that learn from regions and jitter
+UNRESOLVED_CAPACITY = 64
 
 
 @dataclass
@@ -115,6 +116,10 @@ class Corrector:
             [self.train.loop == "certified" and isinstance(s, Monotonicity) for s in self.specs], np.float32
         )
         self._region_margin = np.full(len(self.specs), self.train.margin, np.float32)
+        cap = UNRESOLVED_CAPACITY  # certified: the boxes the last rounds left unproven (ring buffer)
+        self._box_lo, self._box_hi = np.zeros((cap, n), np.float32), np.zeros((cap, n), np.float32)
+        self._box_spec, self._box_valid = np.zeros(cap, np.int64), np.zeros(cap, np.float32)
+        self._box_next = 0
 
     # -- when -------------------------------------------------------------------------------
     def due(self, epoch: int, train_accuracy: float) -> bool:
@@ -167,6 +172,12 @@ class Corrector:
                         self._region_margin[i] * self.train.margin_growth, self.train.max_margin
                     )
                 self._region_active[i] = 1.0  # stays on: a proven region must stay proven
+            if self.train.loop == "certified":
+                for box in v.unresolved_boxes:
+                    k = self._box_next % UNRESOLVED_CAPACITY
+                    self._box_lo[k], self._box_hi[k] = box["lower"], box["upper"]
+                    self._box_spec[k], self._box_valid[k] = i, 1.0
+                    self._box_next += 1
             witnesses = v.counterexamples[:1] if self.train.loop == "vanilla" else v.counterexamples
             for cex in witnesses:
                 self.pairs.append((i, cex))
@@ -256,7 +267,17 @@ class Corrector:
             allowance = [0.0]
         t = self.train
         return Certify(regions, outputs, jnp.asarray(scale, jnp.float32), jnp.asarray(t.cert_lam, jnp.float32),
-                       jnp.asarray(t.cert_margin, jnp.float32), jnp.asarray(allowance, jnp.float32))  # fmt: skip
+                       jnp.asarray(t.cert_margin, jnp.float32), jnp.asarray(allowance, jnp.float32),
+                       self._unresolved_boxes())  # fmt: skip
+
+    def _unresolved_boxes(self) -> UnresolvedBoxes:
+        mono = [s if isinstance(s, Monotonicity) else None for s in self.specs]
+        n = self.n_features
+        axis = np.stack([np.eye(n)[mono[i].feature] if mono[i] else np.zeros(n) for i in self._box_spec])
+        sign = np.asarray([mono[i].sign if mono[i] else 0.0 for i in self._box_spec])
+        allowance = np.asarray([mono[i].slope_allowance if mono[i] else 0.0 for i in self._box_spec])
+        arrays = (self._box_lo, self._box_hi, axis, sign, allowance, self._box_valid)
+        return UnresolvedBoxes(*(jnp.asarray(a, jnp.float32) for a in arrays))
 
     @property
     def pool_size(self) -> int:
@@ -276,7 +297,8 @@ class Corrector:
         return {
             "pool_lo": self._lo, "pool_hi": self._hi, "pool_sign": self._sign, "pool_valid": self._valid,
             "pool_next": np.asarray(self._next), "region_active": self._region_active,
-            "region_margin": self._region_margin,
+            "region_margin": self._region_margin, "box_lo": self._box_lo, "box_hi": self._box_hi,
+            "box_spec": self._box_spec, "box_valid": self._box_valid, "box_next": np.asarray(self._box_next),
             "pair_spec": np.asarray([i for i, _ in self.pairs], np.int64),
             "pair_x": np.asarray([c.x for _, c in self.pairs], np.float64).reshape(-1, n),
             "pair_x_prime": np.asarray([c.x_prime for _, c in self.pairs], np.float64).reshape(-1, n),
@@ -300,6 +322,9 @@ class Corrector:
         self._next = int(arrays["pool_next"])
         self._region_active = arrays["region_active"].copy()
         self._region_margin = arrays["region_margin"].copy()
+        self._box_lo, self._box_hi = arrays["box_lo"].copy(), arrays["box_hi"].copy()
+        self._box_spec, self._box_valid = arrays["box_spec"].copy(), arrays["box_valid"].copy()
+        self._box_next = int(arrays["box_next"])
         self.pairs = [
             (int(i), Counterexample.make(x, xp))
             for i, x, xp in zip(arrays["pair_spec"], arrays["pair_x"], arrays["pair_x_prime"])

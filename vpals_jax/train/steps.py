@@ -107,6 +107,18 @@ class Certify(NamedTuple):
     lam: jnp.ndarray  # ()
     margin: jnp.ndarray  # () the slope (normalised units) the bound must reach, beyond...
     allowance: jnp.ndarray  # (S,) ...each spec's tolerance as a slope, t / W_i (what the proof needs)
+    boxes: UnresolvedBoxes  # where the last verification failed, trained on as they are
+
+
+class UnresolvedBoxes(NamedTuple):
+    """Boxes a verification round left unproven (fixed capacity, ``valid`` marks filled rows)."""
+
+    lower: jnp.ndarray  # (B, n)
+    upper: jnp.ndarray  # (B, n)
+    axis: jnp.ndarray  # (B, n)
+    sign: jnp.ndarray  # (B,)
+    allowance: jnp.ndarray  # (B,)
+    valid: jnp.ndarray  # (B,)
 
 
 def param_layers(params) -> tuple[list[jnp.ndarray], list[jnp.ndarray]]:
@@ -146,6 +158,9 @@ def certified_hinge(params, key: jax.Array, cert: Certify, k: int, full: int) ->
     s, lo, hi = _sample_boxes(k_m, reg.lower, reg.upper, reg.active, k, cert.scale, full)
     lb = interval_slope_lower(ws, bs, lo, hi, reg.axis[s], reg.sign[s])
     loss = (jnp.maximum(0.0, cert.margin - cert.allowance[s] - lb) * reg.active[s]).mean()
+    ub = cert.boxes
+    lb_u = interval_slope_lower(ws, bs, ub.lower, ub.upper, ub.axis, ub.sign)
+    loss = loss + (jnp.maximum(0.0, cert.margin - ub.allowance - lb_u) * ub.valid).sum() / jnp.maximum(ub.valid.sum(), 1)
     if cert.outputs is not None:
         out = cert.outputs
         so, lo_o, hi_o = _sample_boxes(k_o, out.lower, out.upper, jnp.ones_like(out.y_lower), k, cert.scale, full)
