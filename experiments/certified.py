@@ -48,7 +48,9 @@ def run_one(app: str, loop: str, seed: int, out: Path) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"experiments.certified: {app}/{loop}/{seed} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"vpals-certified: {app}/{loop}/seed {seed} failed: {last}", file=sys.stderr)
+        raise SystemExit(2)
     summary = json.loads((run_dir / "summary.json").read_text())
     config = OmegaConf.load(run_dir / "config.yaml")
     data = load_dataset(DataConfig(**OmegaConf.to_container(config.data)))
