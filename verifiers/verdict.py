@@ -80,6 +80,9 @@ class Verdict:
     spec: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    # the part of wall_time_s spent in a search's first bound call (compiling for a new network
+    # shape, mostly): bounded by the backend's compile_budget_s, not charged to time_budget_s
+    compile_s: float = 0.0
     boxes: int = 0
     verified_fraction: float = 0.0
     unresolved_fraction: float = 1.0

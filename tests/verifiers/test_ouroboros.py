@@ -296,3 +296,43 @@ def test_batch_forward_is_reused_across_sizes():
     assert f(np.zeros((0, 2))).shape == (0, 1)
     np.testing.assert_allclose(f(np.ones((130, 2))), net.forward(np.ones((130, 2))))
 
+
+
+def test_a_first_bound_call_that_outlasts_the_compile_budget_is_a_timeout():
+    """Compilation is bounded: a first call (compiling, say) that takes 3 s on a 0.3 s compile
+    budget ends the search as TIMEOUT at that budget, not after the call."""
+    import time
+
+    def slow_bound(lo, hi):
+        time.sleep(3.0)
+        return BoundResult(lower=np.zeros(len(lo)), split_score=hi - lo)
+
+    t0 = time.perf_counter()
+    res = split_and_bound(Box([0.0], [1.0]), slow_bound, None, batch_size=4, max_boxes=100, time_budget_s=10,
+                          compile_budget_s=0.3)  # fmt: skip
+    assert time.perf_counter() - t0 < 2.0
+    assert res.status == Status.TIMEOUT and "compile_budget_s" in res.message
+    assert res.unresolved_fraction == 1.0 and res.verified_fraction == 0.0 and res.boxes == 0
+
+
+def test_a_slow_first_call_is_reported_and_not_charged_to_the_search_budget():
+    """A cold call (slow first bound) searches as long as a warm one: the 0.5 s first call is
+    reported as compile_s, and the search after it still proves all its boxes on a 0.3 s budget."""
+    import time
+
+    calls = []
+
+    def bound(lo, hi):
+        if not calls:
+            time.sleep(0.5)
+        calls.append(1)
+        return BoundResult(lower=np.where(hi[:, 0] - lo[:, 0] <= 0.25, 1.0, -1.0), split_score=hi - lo)
+
+    res = split_and_bound(Box([0.0], [1.0]), bound, None, batch_size=1, max_boxes=100, time_budget_s=0.3)
+    assert res.status == Status.VERIFIED, res.message
+    assert res.compile_s >= 0.5 and res.boxes == 7
+    v = get_verifier("ouroboros").verify(
+        ReluNetwork([np.ones((1, 2)), np.ones((2, 1))], [np.zeros(2), np.zeros(1)]),
+        Monotonicity(feature=0, direction="increasing", region=Box([0.0], [1.0])),
+    )
+    assert v.status == Status.VERIFIED and 0 < v.compile_s <= v.wall_time_s

@@ -20,11 +20,14 @@ slack (``precision="float32"`` is available, also with slack).
 Options: ``max_boxes`` (box budget, default 200000), ``batch_size`` (default 512 on CPU,
 8192 on accelerators), ``n_samples`` (witness-search sample size, default 1024), ``seed``,
 ``order`` (``"breadth"``, the Ouroboros order, or ``"best"``), ``precision``, ``n_grid``
-(grid points per line in the monotonicity witness search).
+(grid points per line in the monotonicity witness search), ``compile_budget_s`` (60: the
+first bound call, which compiles, is bounded by it and reported as the verdict's ``compile_s``;
+the time budget is the search's after it).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import jax
@@ -52,6 +55,7 @@ class OuroborosVerifier(Verifier):
         "batch_size": None,
         "n_samples": 1024,
         "seed": 0,
+        "compile_budget_s": 60.0,
         "order": "breadth",
         "precision": "float64",
         "n_grid": 32,
@@ -74,6 +78,9 @@ class OuroborosVerifier(Verifier):
             raise ValueError(f"ouroboros: order must be 'breadth' or 'best', got {opts['order']!r}")
         if opts["precision"] not in PRECISIONS:
             raise ValueError(f"ouroboros: precision must be one of {sorted(PRECISIONS)}, got {opts['precision']!r}")
+        cb = opts["compile_budget_s"]
+        if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 < cb < math.inf:
+            raise ValueError(f"ouroboros: compile_budget_s must be a positive number of seconds, got {cb!r}")
         super().__init__(**opts)
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,8 +45,9 @@ from typing import Literal
 import numpy as np
 
 from verifiers.base import confirmed_margin
-from verifiers.bounds.result import BoundFn, CheckFn, FalsifyFn
+from verifiers.bounds.result import BoundFn, BoundResult, CheckFn, FalsifyFn
 from verifiers.network import ReluNetwork
+from verifiers.search.pool import Pool, empty
 from verifiers.search.witness import make_falsifier
 from verifiers.specs import Box, Spec
 from verifiers.verdict import Counterexample, Status, worst_boxes
@@ -68,6 +70,7 @@ class SplitResult:
     batches: int = 0
     elapsed_s: float = 0.0
     timed_out: bool = False
+    compile_s: float = 0.0  # wall time of the first bound call (compilation, mostly)
     message: str = ""
     stats: dict = field(default_factory=dict)
 
@@ -80,71 +83,24 @@ class SplitResult:
             "best_bound": None if self.best_bound is None else float(self.best_bound),
             "counterexamples": list(self.counterexamples),
             "message": self.message,
+            "compile_s": float(self.compile_s),
             "unresolved_boxes": worst_boxes(self.unresolved_lower, self.unresolved_upper, self.unresolved_bound),
         }
 
 
-class _Pool:
-    """Boxes waiting to be bounded: FIFO chunks (breadth-first) or a lowest-key pool (best-first)."""
+def _first_call(bound_fn: BoundFn, lo: np.ndarray, hi: np.ndarray, budget_s: float) -> BoundResult | None:
+    """The first bound of a search, or None if it does not return within ``budget_s``.
 
-    def __init__(self, n: int, order: str):
-        self.n = n
-        self.order = order
-        self.chunks: list[tuple[np.ndarray, ...]] = []  # (lo, hi, vol, key)
-        self.head = 0  # rows of chunks[0] already consumed (breadth)
-        self.size = 0
-
-    def push(self, lo: np.ndarray, hi: np.ndarray, vol: np.ndarray, key: np.ndarray) -> None:
-        if len(lo):
-            self.chunks.append((lo, hi, vol, key))
-            self.size += len(lo)
-
-    def _consolidate(self) -> None:
-        if len(self.chunks) > 1 or self.head:
-            parts = [tuple(a[self.head :] if i == 0 else a for a in c) for i, c in enumerate(self.chunks)]
-            self.chunks = [tuple(np.concatenate(cols) for cols in zip(*parts))]
-            self.head = 0
-
-    def pop(self, k: int) -> tuple[np.ndarray, ...]:
-        k = min(k, self.size)
-        if self.order == "best":
-            self._consolidate()
-            lo, hi, vol, key = self.chunks[0]
-            if k < len(key):
-                idx = np.argpartition(key, k - 1)[:k]
-                keep = np.ones(len(key), dtype=bool)
-                keep[idx] = False
-                out = (lo[idx], hi[idx], vol[idx], key[idx])
-                self.chunks = [(lo[keep], hi[keep], vol[keep], key[keep])]
-            else:
-                out = (lo, hi, vol, key)
-                self.chunks = []
-            self.size -= k
-            return out
-        parts = []
-        need = k
-        while need:
-            c = self.chunks[0]
-            avail = len(c[0]) - self.head
-            take = min(avail, need)
-            parts.append(tuple(a[self.head : self.head + take] for a in c))
-            need -= take
-            if take == avail:
-                self.chunks.pop(0)
-                self.head = 0
-            else:
-                self.head += take
-        self.size -= k
-        if len(parts) == 1:
-            return parts[0]
-        return tuple(np.concatenate(cols) for cols in zip(*parts))
-
-    def drain(self) -> tuple[np.ndarray, ...]:
-        return self.pop(self.size) if self.size else _empty(self.n)
-
-
-def _empty(n: int) -> tuple[np.ndarray, ...]:
-    return np.zeros((0, n)), np.zeros((0, n)), np.zeros(0), np.zeros(0)
+    Why: the first call compiles for the network's shape (seconds for a wide network, more on a
+    loaded machine), which a search budget must neither pay for nor wait on without limit. XLA
+    cannot cancel a compilation, so a late call goes on in a daemon thread, not waited for; the
+    next call with that shape reuses its compiled program.
+    """
+    box: list[BoundResult] = []
+    worker = threading.Thread(target=lambda: box.append(bound_fn(lo, hi)), daemon=True)
+    worker.start()
+    worker.join(budget_s)
+    return box[0] if box else None
 
 
 def _falsify_now(batch: int, every: int | None) -> bool:
@@ -183,11 +139,14 @@ def split_and_bound(
     final_falsify_boxes: int = 4096,
     stop_on_counterexample: bool = True,
     max_counterexamples: int = 8,
+    compile_budget_s: float = 60.0,
 ) -> SplitResult:
     """Branch and bound over ``region`` with ``bound_fn``; see the module docstring.
 
-    ``max_boxes`` counts bounded boxes (the root included). ``time_budget_s`` is wall time from
-    this call; the final falsification pass runs even after it expires (it is short).
+    ``max_boxes`` counts bounded boxes (the root included). The first bound call (compilation,
+    mostly) is bounded by ``compile_budget_s`` and reported as ``compile_s``; ``time_budget_s`` is
+    the wall time of the search after it, so a cold and a warm call search equally long. The
+    final falsification pass runs even after the budget expires (it is short).
     ``check_fn(cex)`` returns the float64 violation margin of a counterexample (``> 0`` = real);
     without it, proposed counterexamples are trusted.
     """
@@ -195,6 +154,8 @@ def split_and_bound(
         raise ValueError(f"order must be 'breadth' or 'best', got {order!r}")
     if batch_size < 1 or max_boxes < 1:
         raise ValueError(f"batch_size and max_boxes must be >= 1, got {batch_size} and {max_boxes}")
+    if not compile_budget_s > 0:
+        raise ValueError(f"compile_budget_s must be > 0, got {compile_budget_s}")
     start = time.perf_counter()
     deadline = start + float(time_budget_s)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -203,7 +164,7 @@ def split_and_bound(
     free = region_w > 0  # never split fixed (zero-width) dimensions
     takes_candidates = falsify_fn is not None and _accepts_candidates(falsify_fn)
 
-    pool = _Pool(n, order)
+    pool = Pool(n, order)
     pool.push(region.lower[None].copy(), region.upper[None].copy(), np.ones(1), np.full(1, -np.inf))
     unresolved: list[tuple[np.ndarray, ...]] = []  # (lo, hi, vol, bound)
     examined = 0
@@ -213,6 +174,8 @@ def split_and_bound(
     cexs: list[Counterexample] = []
     timed_out = False
     stats = {"bound_s": 0.0, "falsify_s": 0.0, "stuck": 0}
+    compile_s = 0.0
+    compile_late = False
 
     def confirm(proposed: list[Counterexample]) -> list[Counterexample]:
         if check_fn is None:
@@ -250,8 +213,17 @@ def split_and_bound(
         else:
             lo_b, hi_b = lo, hi
         t = time.perf_counter()
-        res = bound_fn(lo_b, hi_b)
-        stats["bound_s"] += time.perf_counter() - t
+        if batches:
+            res = bound_fn(lo_b, hi_b)
+            stats["bound_s"] += time.perf_counter() - t
+        else:
+            res = _first_call(bound_fn, lo_b, hi_b, compile_budget_s)
+            compile_s = time.perf_counter() - t
+            deadline += compile_s
+            if res is None:
+                pool.push(lo, hi, vol, parent)
+                timed_out = compile_late = True
+                break
         examined += m
         batches += 1
         lb = np.asarray(res.lower, dtype=np.float64)[:m]
@@ -317,7 +289,7 @@ def split_and_bound(
     if unresolved:
         u_lo, u_hi, u_vol, u_lb = (np.concatenate(cols) for cols in zip(*unresolved))
     else:
-        u_lo, u_hi, u_vol, u_lb = _empty(n)
+        u_lo, u_hi, u_vol, u_lb = empty(n)
 
     if not cexs and len(u_lo) and falsify_fn is not None:
         falsify(u_lo, u_hi, u_lb, None, final_falsify_boxes)
@@ -332,6 +304,9 @@ def split_and_bound(
     elif not len(u_lo) and not timed_out:
         status = Status.VERIFIED
         message = f"all {examined} boxes proven"
+    elif compile_late:
+        status = Status.TIMEOUT
+        message = f"the first bound call (compilation) did not return within compile_budget_s={compile_budget_s:g}"
     elif timed_out:
         status = Status.TIMEOUT
         message = f"time budget of {time_budget_s:g} s spent after {examined} boxes"
@@ -353,6 +328,7 @@ def split_and_bound(
         batches=batches,
         elapsed_s=time.perf_counter() - start,
         timed_out=timed_out,
+        compile_s=compile_s,
         message=message,
         stats=stats,
     )
@@ -365,7 +341,7 @@ def search(
     class's witness test as ``check_fn`` (rounding noise never stops a search early).
 
     ``options`` holds the backend's ``batch_size``, ``max_boxes``, ``order``, ``seed``,
-    ``n_samples`` and ``n_grid``.
+    ``n_samples``, ``n_grid`` and ``compile_budget_s``.
     """
     o = options
     return split_and_bound(
@@ -378,4 +354,5 @@ def search(
         order=o["order"],
         check_fn=partial(confirmed_margin, net, spec),
         seed=o["seed"],
+        compile_budget_s=o["compile_budget_s"],
     )

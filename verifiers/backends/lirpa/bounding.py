@@ -207,7 +207,7 @@ def preactivation_bounds(
         sub = to_torch(ReluNetwork(net.weights[: k + 1], net.biases[: k + 1]), torch.float64)
         bounder = LirpaBounder(sub, net.n_inputs, method)  # vector output: bounds of every unit
         al = bounder.al
-        x_L, x_U = torch.as_tensor(lo), torch.as_tensor(hi)
+        x_L, x_U = torch.tensor(lo), torch.tensor(hi)  # copies: the callers may pass read-only views
         bx = al.BoundedTensor((x_L + x_U) / 2, al.PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
         grad = torch.enable_grad() if method == "alpha-crown" else torch.no_grad()
         with _default_dtype(torch.float64), grad:
