@@ -120,3 +120,17 @@ def test_spec_hinge_gradient_points_towards_the_spec(sign):
     # For a linear model only the spec's feature's weight matters (the pair differs only there).
     g = np.asarray(grad_at(-0.5 * sign, 0.0))
     assert g[0] == 0 and g[2] == 0 and g[1] != 0
+
+
+def test_round_log_line_names_each_spec_and_why_it_is_undecided():
+    from verifiers import Box, Monotonicity, OutputBound, Status, Verdict
+    from vpals_jax.train.loop import Round
+
+    box = Box([0.0, 0.0], [1.0, 1.0])
+    specs = [Monotonicity(feature=1, direction="increasing", region=box),
+             Monotonicity(feature=0, direction="decreasing", region=box), OutputBound(lower=0.0, upper=None, region=box)]
+    verdicts = {0: Verdict(Status.VERIFIED, "crown", {}), 1: Verdict(Status.TIMEOUT, "crown", {}, message="time budget of 5 s spent"),
+                2: Verdict(Status.FALSIFIED, "crown", {})}  # fmt: skip
+    line = Round(3, 12, 0.0, 1.0, verdicts).log_line(specs, ["quota", "cpu_psi"])
+    assert line == ("round 3 (epoch 12): cpu_psi+ VERIFIED, quota- TIMEOUT (time budget of 5 s spent), "
+                    "output_bound FALSIFIED")  # fmt: skip

@@ -66,6 +66,18 @@ class Round:
     def all_verified(self) -> bool:
         return bool(self.verdicts) and all(v.status == Status.VERIFIED for v in self.verdicts.values())
 
+    def log_line(self, specs: list[Spec], feature_names: list[str]) -> str:
+        """``round 2 (epoch 10): cpu_psi+ VERIFIED, quota- TIMEOUT (time budget of 5 s spent ...)``:
+        which spec got which verdict and, when it is not decided, why."""
+        parts = []
+        for i, v in sorted(self.verdicts.items()):
+            s = specs[i]
+            name = (f"{feature_names[s.feature]}{'+' if s.sign > 0 else '-'}" if isinstance(s, Monotonicity)
+                    else s.to_dict().get("name") or s.kind)  # fmt: skip
+            why = f" ({v.message})" if v.status in (Status.UNKNOWN, Status.TIMEOUT, Status.ERROR) else ""
+            parts.append(f"{name} {v.status.value}{why}")
+        return f"round {self.index} (epoch {self.epoch}): " + ", ".join(parts)
+
     def record(self, specs: list[Spec]) -> dict[str, Any]:
         return {
             "event": "verification",

@@ -173,7 +173,7 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
         if corrector and corrector.due(epoch + 1, result["train"]["accuracy"]):
             rnd = corrector.verify(to_relu_network(state.params), epoch + 1, clock())
             metrics.write(rnd.record(corrector.specs))
-            log.info("round %d: %s", rnd.index, ", ".join(v.status.value for v in rnd.verdicts.values()))
+            log.info("%s", rnd.log_line(corrector.specs, data.feature_names))
             if rnd.all_verified and len(rnd.verdicts) == len(corrector.specs) and epoch + 1 >= tc.min_epochs:
                 stop_reason, verified_at = "verified", clock()
                 save(epoch + 1, stop_reason)
@@ -190,6 +190,7 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
     if tc.loop == "normal" and corrector:
         rnd = corrector.verify(to_relu_network(state.params), epoch, clock())
         metrics.write(rnd.record(corrector.specs))
+        log.info("%s", rnd.log_line(corrector.specs, data.feature_names))
         if rnd.all_verified:
             verified_at = clock()
     return _finish(
