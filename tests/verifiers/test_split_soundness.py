@@ -28,6 +28,8 @@ BACKENDS = [
     ("crown", {"hybrid_milp": True, "n_samples": 1, "n_grid": 2, "max_boxes": 9}),
     ("crown", {"n_samples": 1, "n_grid": 2, "max_boxes": 64}),
     ("ouroboros", {"n_samples": 1, "n_grid": 2, "max_boxes": 64}),
+    ("ouroboros", {"relu_split": True, "n_samples": 1, "n_grid": 2, "max_boxes": 64}),
+    ("crown", {"relu_split": True, "n_samples": 1, "n_grid": 2, "max_boxes": 9}),
     ("milp", {}),
     ("lirpa", {"n_samples": 1, "n_grid": 2, "max_boxes": 64}),
     ("lirpa", {"formulation": "difference", "n_samples": 1, "n_grid": 2, "max_boxes": 64}),

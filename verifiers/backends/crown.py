@@ -29,7 +29,10 @@ cache, and breadth-first search starts with tiny pools), ``n_samples`` (witness 
 intermediate derivative layers by intervals only, see :meth:`LinearBounder.derivative`),
 ``hybrid_milp`` (False), ``hybrid_fraction`` (0.5), ``milp_abs_tol`` (1e-7), ``milp_threads`` (1),
 ``compile_budget_s`` (60: bounds the first bound call, which compiles; not charged to the time
-budget, reported as the verdict's ``compile_s``).
+budget, reported as the verdict's ``compile_s``), ``relu_split`` (False), ``relu_fraction``
+(0.5) and ``relu_max_nodes`` (100000): monotonicity boxes left by the linear-bound search go to
+activation branch and bound (:mod:`verifiers.search.relu_split`) for that share of the splitting
+budget, before any MILP.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from verifiers.bounds.linear import LinearBounder
 from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
 from verifiers.milp import decide_monotonicity_box, decide_output_box
 from verifiers.network import ReluNetwork
+from verifiers.search.relu_split import finish_with_relu_splits
 from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Status, Verdict
@@ -139,6 +143,9 @@ class CrownVerifier(Verifier):
         "n_grid": 32,
         "seed": 0,
         "compile_budget_s": 60.0,
+        "relu_split": False,
+        "relu_fraction": 0.5,
+        "relu_max_nodes": 100_000,
         "order": "breadth",
         "split": "coef",
         "iters": 10,
@@ -160,7 +167,7 @@ class CrownVerifier(Verifier):
             raise ValueError(f"{self.name}: iters must be a non-negative integer, got {it!r}")
         if isinstance(opts["lr"], bool) or not isinstance(opts["lr"], (int, float)) or not opts["lr"] > 0:
             raise ValueError(f"{self.name}: lr must be a positive number, got {opts['lr']!r}")
-        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "milp_threads"):
+        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "milp_threads", "relu_max_nodes"):
             v = opts[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{self.name}: {key} must be a positive integer, got {v!r}")
@@ -180,6 +187,11 @@ class CrownVerifier(Verifier):
         cb = opts["compile_budget_s"]
         if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 < cb < math.inf:
             raise ValueError(f"{self.name}: compile_budget_s must be a positive number of seconds, got {cb!r}")
+        if not isinstance(opts["relu_split"], bool):
+            raise ValueError(f"{self.name}: relu_split must be True or False, got {opts['relu_split']!r}")
+        rf = opts["relu_fraction"]
+        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 0 < rf < 1:
+            raise ValueError(f"{self.name}: relu_fraction must be in (0, 1), got {rf!r}")
         super().__init__(**opts)
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
@@ -193,8 +205,13 @@ class CrownVerifier(Verifier):
             bound_fn = make_crown_output_bound_fn(bounder, spec, o["split"])
         else:  # pragma: no cover - guarded by supported_specs
             raise AssertionError(spec.kind)
-        engine_budget = time_budget_s * (o["hybrid_fraction"] if o["hybrid_milp"] else 1.0)
-        res = search(net, spec, bound_fn, o, engine_budget)
+        split_budget = time_budget_s * (o["hybrid_fraction"] if o["hybrid_milp"] else 1.0)
+        relu = o["relu_split"] and isinstance(spec, Monotonicity)
+        res = search(net, spec, bound_fn, o, split_budget * ((1.0 - o["relu_fraction"]) if relu else 1.0))
+        if relu:
+            res = finish_with_relu_splits(net, spec, res, batch_size=o["batch_size"], max_nodes=o["relu_max_nodes"],
+                                          deadline=start + res.compile_s + split_budget,
+                                          compile_budget_s=o["compile_budget_s"])  # fmt: skip
         verdict = Verdict(**res.verdict_fields(), **base)
         if o["hybrid_milp"] and res.status in (Status.UNKNOWN, Status.TIMEOUT) and len(res.unresolved_lower):
             deadline = start + res.compile_s + time_budget_s  # compilation is not the MILP's to pay

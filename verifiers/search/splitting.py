@@ -40,17 +40,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from verifiers.base import confirmed_margin
-from verifiers.bounds.result import BoundFn, BoundResult, CheckFn, FalsifyFn
+from verifiers.bounds.result import BoundFn, CheckFn, FalsifyFn
 from verifiers.network import ReluNetwork
 from verifiers.search.pool import Pool, empty
 from verifiers.search.witness import make_falsifier
 from verifiers.specs import Box, Spec
 from verifiers.verdict import Counterexample, Status, worst_boxes
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -88,16 +90,16 @@ class SplitResult:
         }
 
 
-def _first_call(bound_fn: BoundFn, lo: np.ndarray, hi: np.ndarray, budget_s: float) -> BoundResult | None:
-    """The first bound of a search, or None if it does not return within ``budget_s``.
+def first_call(call: Callable[[], T], budget_s: float) -> T | None:
+    """``call()``, or None if it does not return within ``budget_s``.
 
-    Why: the first call compiles for the network's shape (seconds for a wide network, more on a
-    loaded machine), which a search budget must neither pay for nor wait on without limit. XLA
-    cannot cancel a compilation, so a late call goes on in a daemon thread, not waited for; the
-    next call with that shape reuses its compiled program.
+    Why: the first bound of a search compiles for the network's shape (seconds for a wide
+    network, more on a loaded machine), which a search budget must neither pay for nor wait on
+    without limit. XLA cannot cancel a compilation, so a late call goes on in a daemon thread, not
+    waited for; the next call with that shape reuses its compiled program.
     """
-    box: list[BoundResult] = []
-    worker = threading.Thread(target=lambda: box.append(bound_fn(lo, hi)), daemon=True)
+    box: list[T] = []
+    worker = threading.Thread(target=lambda: box.append(call()), daemon=True)
     worker.start()
     worker.join(budget_s)
     return box[0] if box else None
@@ -217,7 +219,7 @@ def split_and_bound(
             res = bound_fn(lo_b, hi_b)
             stats["bound_s"] += time.perf_counter() - t
         else:
-            res = _first_call(bound_fn, lo_b, hi_b, compile_budget_s)
+            res = first_call(lambda: bound_fn(lo_b, hi_b), compile_budget_s)
             compile_s = time.perf_counter() - t
             deadline += compile_s
             if res is None:
