@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 
 from experiments.bench_verifiers.report import write_report
-from experiments.bench_verifiers.suite import save_suite, synthetic_instances, trained_instances, user_instances
+from experiments.bench_verifiers.suite import (
+    ranking_instances,
+    save_suite,
+    synthetic_instances,
+    trained_instances,
+    user_instances,
+)
 
 DEFAULT_VERIFIERS = "ouroboros,crown,hybrid,milp,lirpa_crown,lirpa_alpha_crown"
 
@@ -24,6 +30,7 @@ def main() -> int:
     ap.add_argument("--no-trained", action="store_true", help="skip training the predictor instances")
     ap.add_argument("--reuse-suite", action="store_true", help="keep an existing suite.json")
     ap.add_argument("--launcher", default="basic", help="basic or joblib (one process per verifier)")
+    ap.add_argument("--quick", action="store_true", help="small instances only (no training, no 300/500-wide nets)")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     suite_dir = out / "suite"
@@ -34,8 +41,8 @@ def main() -> int:
         except (OSError, ValueError) as e:
             print(f"vpals-bench-verifiers: {e}", file=sys.stderr)
             return 2
-        instances = synthetic_instances()
-        if not args.no_trained:
+        instances = synthetic_instances() + ranking_instances(quick=args.quick)
+        if not (args.no_trained or args.quick):
             instances += trained_instances(tuple(int(w) for w in args.widths.split(",")))
         instances += extra
         save_suite(instances, suite_dir)

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 DECIDED = ("VERIFIED", "FALSIFIED")
 
@@ -42,7 +42,13 @@ def wrong_verdicts(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(wrong)
 
 
-def summary(df: pd.DataFrame, wrong: pd.DataFrame) -> pd.DataFrame:
+def job_walls(jobs_dir: Path) -> dict[str, float]:
+    """Each job's total wall time (compilation and set-up included), by verifier label."""
+    walls = [json.loads(p.read_text()) for p in sorted(jobs_dir.glob("*/job.json"))]
+    return {w["verifier"]: float(w["wall_s"]) for w in walls}
+
+
+def summary(df: pd.DataFrame, wrong: pd.DataFrame, walls: dict[str, float] | None = None) -> pd.DataFrame:
     rows = []
     for label, g in df.groupby("verifier"):
         solved = g[g.status.isin(DECIDED)]
@@ -53,35 +59,44 @@ def summary(df: pd.DataFrame, wrong: pd.DataFrame) -> pd.DataFrame:
             "error": int((g.status == "ERROR").sum()),
             "wrong": int((wrong.verifier == label).sum()) if len(wrong) else 0,
             "median_time_s (solved)": float(solved.time_s.median()) if len(solved) else float("nan"),
+            "sum_time_s": float(g.time_s.sum()),
+            "job_wall_s": (walls or {}).get(label, float("nan")),
             "total_boxes": int(g.boxes.sum()),
         })  # fmt: skip
     return pd.DataFrame(rows).sort_values(["wrong", "solved"], ascending=[True, False])
 
 
 def cactus(df: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, g in df.groupby("verifier"):
-        times = sorted(g[g.status.isin(DECIDED)].time_s)
-        ax.step(times, range(1, len(times) + 1), where="post", label=f"{label} ({len(times)})")
-    ax.set(xscale="log", xlabel="time per instance (s)", ylabel="instances solved within that time",
-           title="verifier cactus plot: instances decided vs time")  # fmt: skip
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    """Instances decided within a time, VERIFIED and FALSIFIED apart, with the time limit drawn."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    limit = float(df.time_limit_s.max()) if "time_limit_s" in df else None
+    for status, ax in zip(DECIDED, axes):
+        for label, g in df.groupby("verifier"):
+            times = sorted(g[g.status == status].time_s)
+            ax.step(times, range(1, len(times) + 1), where="post", label=f"{label} ({len(times)})")
+        if limit:
+            ax.axvline(limit, color="k", ls="--", lw=1, label=f"time limit {limit:g} s")
+        ax.set(xscale="log", xlabel="time per instance (s), compilation included", title=f"{status}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("instances decided within that time")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def scaling(df: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for key, ax in zip(("width", "depth"), axes):
+    keys = [k for k in ("width", "depth", "n_inputs", "spread") if k in df]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4.2), sharey=True)
+    for key, ax in zip(keys, np.atleast_1d(axes)):
         for label, g in df.groupby("verifier"):
             means = g.groupby(key).time_s.median()
             ax.plot(means.index, means.values, "-o", label=label)
-        ax.set(xlabel=f"network {key}", yscale="log", title=f"median time vs {key}")
+        ax.set(xlabel=key if key != "spread" else "spread (mean region width)", yscale="log",
+               title=f"median time vs {key}")  # fmt: skip
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("time per instance (s), all verdicts")
-    axes[1].legend(fontsize=8)
+    np.atleast_1d(axes)[0].set_ylabel("time per instance (s), all verdicts")
+    np.atleast_1d(axes)[-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -108,19 +123,19 @@ def ibp_crosscheck(suite_dir: Path) -> float:
 def write_report(jobs_dir: Path, out_dir: Path, suite_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = load_results(jobs_dir)
     wrong = wrong_verdicts(df)
-    table = summary(df, wrong)
+    table = summary(df, wrong, job_walls(jobs_dir))
     df.to_csv(out_dir / "results.csv", index=False)
     lines = ["# Verifier benchmark", "", table.to_markdown(index=False, floatfmt=".3g"), ""]
     if len(wrong):
         lines += ["## WRONG VERDICTS", "", wrong[["instance", "verifier", "status", "why"]].to_markdown(index=False)]
     else:
-        lines += ["No wrong verdicts: no VERIFIED was contradicted by a re-checked counterexample, and no verdict "
-                  "contradicts the ground truth of planted or by-construction instances."]  # fmt: skip
+        lines += [("No wrong verdicts: no VERIFIED was contradicted by a re-checked counterexample, and no verdict "
+                   "contradicts the ground truth of planted or by-construction instances.")]  # fmt: skip
     if suite_dir is not None:
         diff = ibp_crosscheck(suite_dir)
         verdict = "agree" if diff <= 1e-5 else "DISAGREE"
-        lines += ["", f"Interval bounds of every pre-activation, Ouroboros backend vs auto_LiRPA IBP, all suite "
-                      f"networks over their regions: max |difference| = {diff:.2e} ({verdict} to 1e-5)."]  # fmt: skip
+        lines += ["", (f"Interval bounds of every pre-activation, Ouroboros backend vs auto_LiRPA IBP, all suite "
+                       f"networks over their regions: max |difference| = {diff:.2e} ({verdict} to 1e-5).")]  # fmt: skip
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     cactus(df, out_dir / "cactus.png")
     scaling(df, out_dir / "scaling.png")

@@ -1,6 +1,7 @@
 """The benchmark's instance suite: networks (NNet files) and specs (JSON), generated and saved.
 
 Kinds: ``planted`` (a violation planted in a known sub-box: ground truth FALSIFIED),
+``near_tolerance`` (a drop of 1e-4..1e-6 against a tolerance 10 % below or above it),
 ``monotone`` (monotone by construction: ground truth VERIFIED for every tolerance), ``random``
 (unknown), ``trained`` (small predictors trained on the synthetic apps, LinnOS and CardWiki, at
 several widths and depths; unknown), ``user`` (NNet files a user points at, checked on every
@@ -18,7 +19,7 @@ import numpy as np
 
 from verifiers import Box, Monotonicity, ReluNetwork, Spec, spec_from_dict
 from verifiers.io import read_nnet, write_nnet
-from verifiers.testing.instances import monotone_net, planted_violation, random_relu_net, unit_box
+from verifiers.testing.instances import monotone_net, planted_violation, random_relu_net, split_band_net, unit_box
 
 
 @dataclass
@@ -54,6 +55,39 @@ def synthetic_instances(seed: int = 0) -> list[Instance]:
         spec = _mono(0, n, region=Box(np.full(n, 0.4), np.full(n, 0.6)))
         out.append(Instance(f"random_{n}x{'x'.join(map(str, hidden))}", "random", net, spec, None, hidden[0],
                             len(hidden)))  # fmt: skip
+    return out
+
+
+def ranking_instances(quick: bool = False, seed: int = 0) -> list[Instance]:
+    """Instances that take the best backend more than a second, so that the benchmark ranks:
+    Ouroboros-sized 9-500-500 and LinnOS-sized 9-300-300 networks, 5-50^6 (ACAS Xu size), slices
+    of growing spread, and violations of 1e-4..1e-6 just above or below the tolerance (a band of
+    exactly that drop: tolerance 0.9 x drop is FALSIFIED, 1.1 x drop VERIFIED). ``quick``: the
+    small ones only (the test suite runs them)."""
+    out = []
+    for drop in (1e-4, 1e-5, 1e-6):
+        net = split_band_net(n_inputs=5, feature=1, drop=drop, mix=0.3)
+        for factor, truth in ((0.9, "FALSIFIED"), (1.1, "VERIFIED")):
+            out.append(Instance(f"band_{drop:.0e}_tol{factor}", "near_tolerance", net,
+                                _mono(1, 5, tolerance=factor * drop), truth, 8, 1))  # fmt: skip
+    small = Box(np.full(5, 0.6), np.full(5, 0.62))
+    acas = planted_violation(5, (50,) * 6, feature=0, sub_box=small, seed=seed)
+    out.append(Instance("planted_acas_5x50x6", "planted", acas.net, acas.spec, "FALSIFIED", 50, 6))
+    out.append(Instance("monotone_acas_5x50x6", "monotone", monotone_net(5, (50,) * 6, increasing=(0,), seed=seed),
+                        _mono(0, 5), "VERIFIED", 50, 6))  # fmt: skip
+    if quick:
+        return out
+    for n, hidden in ((9, (300, 300)), (9, (500, 500))):
+        tag = f"{n}x{hidden[0]}x{len(hidden)}"
+        p = planted_violation(n, hidden, feature=4, sub_box=Box(np.full(n, 0.3), np.full(n, 0.33)), seed=seed)
+        out.append(Instance(f"planted_{tag}", "planted", p.net, p.spec, "FALSIFIED", hidden[0], 2))
+        out.append(Instance(f"monotone_{tag}", "monotone", monotone_net(n, hidden, increasing=(4,), seed=seed),
+                            _mono(4, n), "VERIFIED", hidden[0], 2))  # fmt: skip
+        net = random_relu_net(n, hidden, seed=seed)
+        for spread in (0.02, 0.05, 0.1, 0.2):
+            region = Box(np.full(n, 0.5 - spread / 2), np.full(n, 0.5 + spread / 2))
+            out.append(Instance(f"random_{tag}_spread{spread}", "random", net, _mono(4, n, region=region), None,
+                                hidden[0], 2))  # fmt: skip
     return out
 
 

@@ -55,9 +55,10 @@ cutoff ``abs_tol - t / W_i`` that finds nothing proves the box. A minimum within
 threshold (a network that is exactly flat somewhere, say) is left undecided by the MILP rather
 than accepted; the sound linear bound tried first proves such boxes when it can.
 
-Options: ``abs_tol`` (see above), ``worst_case`` (default True: optimise to the worst derivative
-and, when the spec is falsified and time remains, also run the difference MILP for the pair of
-largest violation; False: stop at the first violating pattern), ``max_nogood`` (20), ``threads``
+Options: ``abs_tol`` (see above), ``worst_case`` (default False: stop at the first confirmed
+witness, as a VNN-COMP run is scored; True: optimise to the worst derivative and, when the spec is
+falsified and time remains, also run the difference MILP for the pair of largest violation; a
+witness is called the worst only when that MILP finished), ``max_nogood`` (20), ``threads``
 (HiGHS threads, 1), ``mip_rel_gap`` (1e-4).
 """
 

@@ -90,6 +90,14 @@ class BoxDecision:
     milps: int = 0
 
 
+def _drop_claim(status: str, drop: float) -> str:
+    """Call a drop the worst only when the MILP finished: one found under a time limit is a lower
+    bound of the worst violation, not the worst (``Verdict.worst_margin`` is then the largest found)."""
+    if status == "optimal":
+        return f"worst drop {drop:.4g} (MILP optimal within mip_rel_gap)"
+    return f"largest drop found {drop:.4g} (MILP status {status}: not proven the worst)"
+
+
 def _settle(out: BoxDecision, conf: Confirmation, claim: str) -> None:
     """VERIFIED only when the MILP's claim is rigorously confirmed; UNKNOWN otherwise."""
     out.status = "verified" if conf.proven else "unknown"
@@ -121,7 +129,7 @@ def decide_monotonicity_box(
     deadline: float,
     bounder: LinearBounder | None = None,
     abs_tol: float = 1e-7,
-    worst_case: bool = True,
+    worst_case: bool = False,
     max_nogood: int = 20,
     threads: int = 1,
     rel_gap: float = 1e-4,
@@ -264,9 +272,14 @@ def decide_monotonicity_box(
         out.milps += 1
         if r.x is not None and r.x_prime is not None and r.objective is not None and r.objective < -tol:
             out.counterexamples.insert(0, Counterexample.make(r.x, r.x_prime))
+            out.message += "; " + _drop_claim(r.status, -r.objective)
+        else:
+            out.message += f"; worst-case difference MILP ended with status {r.status}: the worst is not proven"
     if need_difference and left() > 0:
         # the exact finite-difference MILP decides
-        r = bm.min_difference(sign, time_limit=left(), cutoff=-tol + abs_tol, threads=threads, rel_gap=rel_gap)
+        r = bm.min_difference(
+            sign, time_limit=left(), cutoff=-tol + abs_tol, first_only=not worst_case, threads=threads, rel_gap=rel_gap
+        )
         out.milps += 1
         if r.status == "cutoff" or (r.status == "optimal" and r.objective is not None and r.objective > -tol + abs_tol):
             claim = f"difference MILP: min sign*(f(x')-f(x)) >= {-tol + abs_tol:.3g}"
@@ -277,7 +290,11 @@ def decide_monotonicity_box(
         elif r.x is not None and r.objective is not None and r.objective < -tol:
             out.status = "falsified"
             out.counterexamples.append(Counterexample.make(r.x, r.x_prime))
-            out.message = f"difference MILP: worst drop {-r.objective:.4g}"
+            out.message = "difference MILP: " + (
+                _drop_claim(r.status, -r.objective)
+                if worst_case
+                else f"a pair with drop {-r.objective:.4g} (first found)"
+            )
         else:
             out.message = f"difference MILP ended with status {r.status}"
     if out.counterexamples and out.status != "falsified":
