@@ -1,12 +1,14 @@
 """Certified training against the Ouroboros loops: accuracy, proofs over the whole domain, served rows.
 
-One command::
+Two ways to run it, with the same table at the end::
 
-    python -m experiments.certified                       # 5 synthetic apps x {normal, spec_data, certified} x 3 seeds
+    python -m vpals_jax.train -m experiment=certified          # Hydra multirun: 5 apps x 3 loops x 3 seeds
+    python -m vpals_jax.train -m experiment=certified_linnos   # LinnOS, both specs over [0, 1]^9
     python -m experiments.certified --apps nginx --seeds 0 --loops normal,certified
 
-Each training runs in its own process (``python -m vpals_jax.train``), so that no job reuses
-another's JIT cache and the time ratios compare like with like. The spec set is the whole training
+The command-line runner starts each training in its own process (``python -m vpals_jax.train``);
+the Hydra experiments clear JAX's compilation caches before each job (:class:`ColdStart`). Either
+way no job reuses another's compiled code, and the time ratios compare like with like. The spec set is the whole training
 domain (``conf/spec/psi_monotone_tol.yaml``: every PSI feature, the quota and the memory limit,
 tolerance 0.01 ms, and latency never negative). Every run is then served on its own test rows by
 :class:`vpals_jax.runtime.predictor.SafePredictor`, which answers ``verified`` only inside a region
@@ -21,23 +23,78 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import jax
 import pandas as pd
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from vpals_jax.config import DataConfig
 from vpals_jax.data.dataset import load_dataset
 from vpals_jax.runtime.predictor import SafePredictor
 
+log = logging.getLogger(__name__)
+
+# conf/experiment/certified.yaml holds the same settings for the Hydra multirun
 COMMON = [
     "spec=psi_monotone_tol", "verifier=crown", "verifier.time_budget_s=5", "train.epochs=40", "train.loop_epochs=80",
     "train.min_epochs=40", "train.verify_every=5", "train.accuracy_threshold=0.0", "train.verify_at_end=true",
     "train.progress=false", "train.max_wall_s=1800",
 ]  # fmt: skip
+
+
+class ColdStart(Callback):
+    """Hydra callback: every job of a multirun compiles its own programs, as a fresh process would
+    (the basic launcher runs jobs in one process, where later jobs would look faster)."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        jax.clear_caches()
+
+
+class Aggregate(Callback):
+    """Hydra callback: ``results.csv`` and ``table.md`` in the sweep directory, once all jobs are back."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
+        if not runs:
+            log.error("certified: no finished job under %s", sweep)
+            return
+        df = pd.DataFrame([run_row(r) for r in runs])
+        print(write_tables(df, sweep))
+        print(f"results.csv and table.md in {sweep}")
+
+
+def run_row(run_dir: Path) -> dict:
+    """One finished run as a row: accuracy, proofs, time, and the share of its test rows served ``verified``."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = OmegaConf.load(run_dir / "config.yaml")
+    data = load_dataset(DataConfig(**OmegaConf.to_container(config.data)))
+    served = SafePredictor.load(run_dir).predict(pd.DataFrame(data.x_test, columns=data.feature_names))
+    statuses = [v["status"] for v in summary["verdicts"]]
+    return {
+        "app": data.name, "loop": config.train.loop, "seed": int(config.train.seed),
+        "test_accuracy": summary["test"]["accuracy"], "test_rmse": summary["test"]["rmse"],
+        "specs_verified": f"{statuses.count('VERIFIED')}/{len(statuses)}",
+        "all_verified": bool(statuses) and all(s == "VERIFIED" for s in statuses),
+        "verified_volume": summary["verified_volume"], "train_time_s": summary["train_time_s"],
+        "wall_s": summary["wall_time_s"], "time_to_verified_s": summary["time_to_verified_s"],
+        "served_verified": float((served.status == "verified").mean()),
+        "run_dir": str(run_dir),
+    }  # fmt: skip
+
+
+def write_tables(df: pd.DataFrame, out: Path) -> str:
+    df.to_csv(out / "results.csv", index=False)
+    table = summarise(df).to_markdown(index=False, floatfmt=".4g")
+    (out / "table.md").write_text(table + "\n")
+    return table
 
 
 def run_one(app: str, loop: str, seed: int, out: Path) -> dict:
@@ -51,22 +108,7 @@ def run_one(app: str, loop: str, seed: int, out: Path) -> dict:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         print(f"vpals-certified: {app}/{loop}/seed {seed} failed: {last}", file=sys.stderr)
         raise SystemExit(2)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    config = OmegaConf.load(run_dir / "config.yaml")
-    data = load_dataset(DataConfig(**OmegaConf.to_container(config.data)))
-    served = SafePredictor.load(run_dir).predict(pd.DataFrame(data.x_test, columns=data.feature_names))
-    statuses = [v["status"] for v in summary["verdicts"]]
-    return {
-        "app": app, "loop": loop, "seed": seed,
-        "test_accuracy": summary["test"]["accuracy"], "test_rmse": summary["test"]["rmse"],
-        "specs_verified": f"{statuses.count('VERIFIED')}/{len(statuses)}",
-        "all_verified": bool(statuses) and all(s == "VERIFIED" for s in statuses),
-        "verified_volume": summary["verified_volume"], "train_time_s": summary["train_time_s"],
-        "wall_s": summary["wall_time_s"], "process_wall_s": wall,
-        "time_to_verified_s": summary["time_to_verified_s"],
-        "served_verified": float((served.status == "verified").mean()),
-        "run_dir": str(run_dir),
-    }  # fmt: skip
+    return {**run_row(run_dir), "process_wall_s": wall}
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -76,10 +118,12 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     rel["acc_minus_normal"] = rel.test_accuracy - rel.test_accuracy_normal
     rel["rmse_ratio"] = rel.test_rmse / rel.test_rmse_normal
     rel["time_ratio"] = rel.wall_s / rel.wall_s_normal
+    rel["time_to_verified_ratio"] = rel.time_to_verified_s.astype(float) / rel.wall_s_normal
     agg = rel.groupby(["app", "loop"]).agg(
         runs=("seed", "count"), test_accuracy=("test_accuracy", "mean"), acc_minus_normal=("acc_minus_normal", "mean"),
         rmse_ratio=("rmse_ratio", "mean"), all_verified=("all_verified", "mean"),
         verified_volume=("verified_volume", "mean"), time_ratio=("time_ratio", "mean"),
+        time_to_verified_ratio=("time_to_verified_ratio", "mean"),
         served_verified=("served_verified", "mean"),
     )  # fmt: skip
     return agg.reset_index()
@@ -101,11 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         r = rows[-1]
         print(f"[{k}/{len(jobs)}] {app} {loop} seed {seed}: acc {r['test_accuracy']:.4f}, "
               f"specs {r['specs_verified']}, served verified {r['served_verified']:.3f}, {r['wall_s']:.0f} s", flush=True)
-    df = pd.DataFrame(rows)
-    df.to_csv(out / "results.csv", index=False)
-    table = summarise(df).to_markdown(index=False, floatfmt=".4g")
-    (out / "table.md").write_text(table + "\n")
-    print(table)
+    print(write_tables(pd.DataFrame(rows), out))
     return 0
 
 
