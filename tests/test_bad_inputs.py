@@ -37,6 +37,7 @@ VERIFY = ("-m", "vpals_jax.verify")
 # spec=: the deployment requires a spec set (the tiny run's config lists none, which is warned about)
 PREDICT = ("-m", "vpals_jax.runtime", "spec=psi_monotone")
 COLLECT = ("-m", "vpals_jax.collector", "out={tmp}/out", "hydra.run.dir={tmp}/hydra", "progress=false")
+EVALUATE = ("-m", "vpals_jax.evaluate", "hydra.run.dir={tmp}/out", "run_dir={run}", "app=nginx")
 ROW = json.dumps({f: 1.0 for f in schema.FEATURES})  # a well-formed line: answered, whatever came before
 Setup = Callable[[Path, Path], None]  # (case folder, shared run)
 
@@ -94,6 +95,16 @@ def damaged_run(pattern: str, data: bytes) -> Setup:
     return write
 
 
+def run_with_calibration(data: bytes) -> Setup:
+    """``{tmp}/run``: a copy of the run with ``calibration.json`` holding ``data``."""
+
+    def write(tmp: Path, run: Path) -> None:
+        shutil.copytree(run, tmp / "run")
+        (tmp / "run" / "calibration.json").write_bytes(data)
+
+    return write
+
+
 def duplicated_column(df: pd.DataFrame) -> None:
     df.insert(3, "cg_psi_cpu_some_pct", df["cg_psi_cpu_some_pct"], allow_duplicates=True)
 
@@ -131,6 +142,17 @@ CASES = [
          table(duplicated_column)),
     Case("train_unreadable_csv", TABLE, 2, "data.csv: cannot read the file (Permission denied)",
          raw("data.csv", make_table(n=5).to_csv(index=False).encode(), mode=0o000), as_nobody=True),
+    # -- tables from elsewhere (data.columns, data.units, data.test_path) -------------------------------
+    Case("train_unknown_rename_column", (*TABLE, "+data.columns={{cpu_pcnt:cpu_usage_cores}}"), 2,
+         "data.columns names column 'cpu_pcnt', which the file does not have", table()),
+    Case("train_unit_scale_zero", (*TABLE, "+data.units={{cpu_usage_cores:0}}"), 2,
+         "data.units.cpu_usage_cores must be a finite number > 0", table()),
+    Case("train_unit_scale_not_a_number", (*TABLE, "+data.units={{cpu_usage_cores:abc}}"), 2,
+         "could not be converted to Float (key data.units.cpu_usage_cores)", table()),
+    Case("train_unit_on_unknown_column", (*TABLE, "+data.units={{cpu_pct:0.01}}"), 2,
+         "data.units names column 'cpu_pct', which the table does not have", table()),
+    Case("train_missing_test_path", (*TABLE, "data.test_path={tmp}/day2.csv"), 2,
+         "data file not found: {tmp}/day2.csv", table()),
     # -- configuration ------------------------------------------------------------------------------
     Case("train_misspelt_key", (*TRAIN, "data.pth=x"), 2, "Could not override 'data.pth'"),
     Case("train_misspelt_group", (*TRAIN, "dta=table"), 2, "Could not override 'dta'"),
@@ -167,8 +189,30 @@ CASES = [
     Case("predict_binary_on_stdin", (*PREDICT, "run_dir={run}", "input=-"), 0, "1 malformed line(s) reported",
          stdin=bytes(range(14, 256)) + b"\n" + ROW.encode() + b"\n", env={"PYTHONIOENCODING": "utf-8"},
          stdout=('{"line": 1, "error": "malformed line', '{"line": 2, "prediction"')),
+    Case("predict_coverage_above_one", (*PREDICT, "run_dir={run}", "input=-", "coverage=1.5"), 2,
+         "coverage must be in (0, 1), got 1.5"),
+    Case("predict_drift_threshold_one", (*PREDICT, "run_dir={run}", "input=-", "drift_threshold=1"), 2,
+         "drift_threshold must be a number > 1, got '1'"),
+    Case("predict_unknown_format", (*PREDICT, "run_dir={run}", "input=-", "format=xml"), 2,
+         "format must be jsonl, or csv with input=FILE; got format='xml'"),
+    Case("predict_corrupt_calibration", (*PREDICT, "run_dir={tmp}/run", "input=-"), 2,
+         "calibration.json: unusable calibration", run_with_calibration(b'{"format": 1, "method": "split"}')),
+    Case("predict_binary_calibration", (*PREDICT, "run_dir={tmp}/run", "input=-"), 2,
+         "calibration.json: unusable calibration", run_with_calibration(bytes(range(256)))),
+    Case("train_calibration_fraction_one", (*TABLE, "data.calibration_fraction=1.0"), 2,
+         "data.calibration_fraction must be in [0, 1), got 1.0", table()),
+    Case("train_unknown_calibration_method", (*TABLE, "calibration.method=quantile"), 2,
+         "calibration.method must be split, normalized or mondrian, got 'quantile'", table()),
     Case("predict_misspelt_header", (*PREDICT, "run_dir={run}", "input={tmp}/m.csv"), 2,
          "m.csv: missing column 'cg_psi_cpu_some_pct' (did you mean 'cg_psi_cpu_som_pct'?)", misspelt_header),
+    # -- vpals_jax.evaluate --------------------------------------------------------------------------
+    Case("evaluate_missing_input", (*EVALUATE, "input={tmp}/held.csv"), 2, "data file not found: {tmp}/held.csv"),
+    Case("evaluate_misspelt_header", (*EVALUATE, "input={tmp}/m.csv"), 2,
+         "m.csv: missing columns 'cg_psi_cpu_some_pct' (did you mean 'cg_psi_cpu_som_pct'?)", misspelt_header),
+    Case("evaluate_impossible_value", (*EVALUATE, "input={tmp}/data.csv"), 2,
+         "column 'cg_psi_cpu_some_pct' has an impossible value 130.0 at row 3", cell("cg_psi_cpu_some_pct", 3, 130.0)),
+    Case("evaluate_tolerance_zero", (*EVALUATE, "input={tmp}/data.csv", "tolerance=0"), 2,
+         "tolerance must be a finite number > 0, got 0.0", table()),
     # -- vpals_jax.collector (refused before any cgroup, tool or service is looked for) ----------------
     Case("collect_negative_points", (*COLLECT, "points=-1"), 2, "points must be an integer >= 1, got -1"),
     Case("collect_missing_cgroup_root", (*COLLECT, "cgroup_root={tmp}/nowhere"), 2,

@@ -3,8 +3,9 @@
 A verdict is evidence about one network and one spec, nothing else. Every ``verdicts.json``
 (written by ``vpals_jax.verify`` and at the end of a verified training run) records
 
-* ``function_sha256``: ``function_fingerprint`` of the served function — weights, architecture
-  and the normaliser (x and y scaling, feature names and their order, target);
+* ``function_sha256``: ``function_fingerprint`` of the served function — weights, architecture,
+  the normaliser (x and y scaling, feature names and their order, target) and, for a run that
+  serves prediction intervals, its conformal calibration (``vpals_jax.train.calibrate``);
 * per verdict, ``spec_sha256``: ``spec_digest`` of the spec's content in network space (kind,
   feature, direction, region, tolerance, bounds; the name is a label and is left out).
 
@@ -77,27 +78,40 @@ def network_fingerprint(net: ReluNetwork) -> str:
     return h.hexdigest()
 
 
-def function_fingerprint(net: ReluNetwork, normalizer: MinMaxNormalizer) -> str:
-    """SHA-256 of everything that defines the served map from raw features to raw target.
+def function_fingerprint(
+    net: ReluNetwork, normalizer: MinMaxNormalizer, calibration: Mapping[str, Any] | None = None
+) -> str:
+    """SHA-256 of everything that defines the served map from raw features to raw target (and interval).
 
     The single definition used when certificates are written (verify CLI, training) and when
-    they are served; any change to weights, layer shapes, scaling or feature order changes it.
+    they are served; any change to weights, layer shapes, scaling, feature order or the
+    calibration (``Calibration.to_dict()``) changes it. Without a calibration the text is the one
+    certificates had before intervals existed, so their certificates stay valid.
     """
-    return _sha256(canonical_json({
+    content: dict[str, Any] = {
         "activation": "relu",  # a ReluNetwork: ReLU hidden layers, linear output
         "layers": [list(w.shape) for w in net.weights],
         "weights_sha256": network_fingerprint(net),
         "normalizer": normalizer.to_dict(),
-    }))  # fmt: skip
+    }
+    if calibration is not None:
+        content["calibration_sha256"] = _sha256(canonical_json(calibration))
+    return _sha256(canonical_json(content))
 
 
 def save_verdicts(
-    out_dir: str | Path, net: ReluNetwork, normalizer: MinMaxNormalizer, verdicts: Sequence[Verdict], **info: Any
+    out_dir: str | Path,
+    net: ReluNetwork,
+    normalizer: MinMaxNormalizer,
+    verdicts: Sequence[Verdict],
+    calibration: Mapping[str, Any] | None = None,
+    **info: Any,
 ) -> Path:
-    """Write ``verdicts.json`` bound to the function and to each verdict's spec; ``info`` adds context."""
+    """Write ``verdicts.json`` bound to the function (with the run's calibration, if it has one) and
+    to each verdict's spec; ``info`` adds context."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {**info, "format": FORMAT, "function_sha256": function_fingerprint(net, normalizer),
+    payload = {**info, "format": FORMAT, "function_sha256": function_fingerprint(net, normalizer, calibration),
                "features": list(normalizer.feature_names),
                "verdicts": [{"spec_sha256": spec_digest(v.spec), **v.to_dict()} for v in verdicts]}  # fmt: skip
     path = out / VERDICTS_FILE

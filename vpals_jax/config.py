@@ -78,16 +78,48 @@ class DataConfig:
     features: list[str] | None = None  # None: the source's default features
     nan_policy: str = "drop"  # drop (count is logged) | fail
     min_target: float | None = None  # keep rows with target > min_target (CardWiki uses 100)
+    # fraction of the training rows held out (deterministic in data.seed) to calibrate the served
+    # prediction intervals (vpals_jax.train.calibrate, docs/uncertainty.md); 0 trains on them all
+    # and serves no intervals
+    calibration_fraction: float = 0.1
+    # table files from elsewhere: file column -> schema column (one '*' may stand for any text on
+    # both sides, e.g. {"target_*": "cg_*"}), then schema column -> factor into the schema's unit
+    # (CPU in % of a core: 0.01; memory in bytes: 9.5367431640625e-07)
+    columns: dict[str, str] = field(default_factory=dict)
+    units: dict[str, float] = field(default_factory=dict)
+    test_path: str | None = None  # table: test on this file (same app, columns, units) instead of a split
 
     def __post_init__(self) -> None:
         check_plain_name("data.app", self.app)
 
 
+MODEL_NAMES = ("mlp", "cmnn", "lmn")
+
+
 @dataclass
 class ModelConfig:
+    # mlp: free ReLU network | cmnn, lmn: monotone by construction (vpals_jax/models, docs/baselines.md)
+    name: str = "mlp"
     depth: int = 2  # hidden layers
     width: int = 64
-    activation: str = "relu"  # relu (verifiable) | tanh | gelu
+    activation: str = "relu"  # relu (verifiable) | tanh | gelu; cmnn: relu only; lmn: GroupSort, ignored
+    # cmnn / lmn: feature -> increasing | decreasing; empty: the monotonicity specs of spec=
+    monotone: dict[str, str] = field(default_factory=dict)
+    cmnn_split: list[int] = field(default_factory=lambda: [2, 2, 1])  # convex : concave : saturated units
+    lmn_lipschitz: float = 1.0  # lambda: Lipschitz bound of the free part and slope of the linear term
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"unknown model.name {self.name!r}; use one of {list(MODEL_NAMES)}")
+        for feature, direction in (self.monotone or {}).items():
+            if direction not in ("increasing", "decreasing"):
+                raise ValueError(f"model.monotone.{feature}={direction!r}: use increasing or decreasing")
+        split = list(self.cmnn_split)
+        if len(split) != 3 or any(not isinstance(k, int) or k < 0 for k in split) or sum(split) == 0:
+            raise ValueError(f"model.cmnn_split must be three counts >= 0, not all 0, got {split}")
+        lip = self.lmn_lipschitz
+        if not (isinstance(lip, (int, float)) and math.isfinite(lip) and lip > 0):
+            raise ValueError(f"model.lmn_lipschitz must be a finite number > 0, got {lip!r}")
 
 
 @dataclass
@@ -153,6 +185,8 @@ class SpecSetConfig:
     space: str = "raw"  # units of region bounds: raw | normalized
     region: dict[str, Any] = field(default_factory=lambda: {"default": "domain"})
     specs: list[Any] = field(default_factory=list)
+    # a spec naming a feature the model was not trained on: skip (warned, named) | fail
+    missing_features: str = "skip"
 
     def __post_init__(self) -> None:
         check_plain_name("spec.name", self.name)
@@ -169,6 +203,26 @@ class VerifierConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """Conformal prediction intervals fitted on the calibration split (``docs/uncertainty.md``)."""
+
+    method: str = "mondrian"  # split | normalized | mondrian (per load level)
+    coverage: float = 0.9  # nominal coverage of the served intervals
+    bins: int = 4  # mondrian: load-level bins (fewer when a bin would hold < min_bin_rows rows)
+    min_bin_rows: int = 50
+
+    def __post_init__(self) -> None:
+        # checked when the config is built, so a bad value is refused before training writes anything
+        if self.method not in ("split", "normalized", "mondrian"):
+            raise ValueError(f"calibration.method must be split, normalized or mondrian, got {self.method!r}")
+        if not (isinstance(self.coverage, (int, float)) and 0.0 < self.coverage < 1.0):
+            raise ValueError(f"calibration.coverage must be a number in (0, 1), got {self.coverage!r}")
+        if self.bins < 1 or self.min_bin_rows < 1:
+            raise ValueError(f"calibration.bins and calibration.min_bin_rows must be >= 1 (got {self.bins}, "
+                             f"{self.min_bin_rows})")
+
+
+@dataclass
 class Config:
     name: str = "default"
     data: DataConfig = field(default_factory=DataConfig)
@@ -177,6 +231,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     spec: SpecSetConfig = field(default_factory=SpecSetConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # where a Hydra-free call writes; the Hydra entry point uses its own output directory
     run_dir: str = MISSING
 

@@ -14,10 +14,18 @@ A spec file (``conf/spec/<name>.yaml``) looks like::
 Tolerances and output bounds of the built-in kinds are in the target's raw units (ms, us...), so
 an operator can write "never below 0 ms" without knowing the normaliser. Any other kind
 registered with ``verifiers.register_spec`` is passed through with its values in network space.
+
+One spec set serves models trained on different feature subsets (a table without
+``mem_limit_mb``): with ``missing_features: skip`` (the default) a monotonicity spec on a feature
+the model does not take is skipped and region bounds on such features are dropped, both named in
+a warning; ``missing_features: fail`` refuses them. Skipping stays sound: the network is constant
+in a feature it does not take, so it is monotone in it, and a proof over a box without a bound on
+such a feature covers every value of it. A set of which no spec applies is refused either way.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,6 +34,7 @@ import numpy as np
 
 from verifiers import Box, Monotonicity, OutputBound, Spec, spec_from_dict
 from vpals_jax.config import SpecSetConfig
+from vpals_jax.data import schema
 from vpals_jax.data.normalizer import MinMaxNormalizer
 
 log = logging.getLogger(__name__)
@@ -70,14 +79,61 @@ def build_region(region: Mapping[str, Any], normalizer: MinMaxNormalizer, space:
     return Box(lower, upper)
 
 
-def build_specs(cfg: SpecSetConfig | Mapping[str, Any], normalizer: MinMaxNormalizer) -> list[Spec]:
-    """Every spec of a spec set as a verifier spec over the normalised network."""
+MISSING_FEATURES = ("skip", "fail")
+
+
+def applicable_specs(
+    cfg: SpecSetConfig | Mapping[str, Any], feature_names: Sequence[str]
+) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]], list[str]]:
+    """(shared region, (position in the file, entry) of each spec kept, names of the skipped specs)
+    of a spec set for a model taking ``feature_names``, under its ``missing_features`` policy."""
     get = cfg.get if isinstance(cfg, Mapping) else lambda k, d=None: getattr(cfg, k, d)
-    space = get("space", "raw")
-    shared = get("region", None) or {"default": "domain"}
-    specs: list[Spec] = []
+    policy = get("missing_features", "skip")
+    if policy not in MISSING_FEATURES:
+        raise ValueError(f"spec.missing_features must be one of {list(MISSING_FEATURES)}, got {policy!r}")
+    known = set(feature_names)
+    absent: list[str] = []
+
+    def keep(region: Mapping[str, Any]) -> dict[str, Any]:
+        absent.extend(k for k in region if k != "default" and k not in known and k not in absent)
+        return {k: v for k, v in region.items() if k == "default" or k in known}
+
+    shared = keep(get("region", None) or {"default": "domain"})
+    kept, skipped = [], []
     for i, raw in enumerate(get("specs", []) or []):
         entry = dict(raw)
+        if "region" in entry:
+            entry["region"] = keep(entry["region"] or {})
+        feature = entry.get("feature")
+        if entry.get("kind", "monotonicity") == "monotonicity" and feature is not None and feature not in known:
+            absent.extend([] if feature in absent else [feature])
+            skipped.append(str(entry.get("name", f"{feature} {entry.get('direction')}")))
+        else:
+            kept.append((i, entry))
+    named = ", ".join(_with_hint(f, feature_names) for f in absent)
+    if absent and (policy == "fail" or not kept):
+        why = "spec.missing_features=fail" if kept else "no spec applies to this model"
+        raise ValueError(f"spec set {get('name', '?')!r}: unknown feature {named} ({why}); "
+                         f"the model's features are {list(feature_names)}")  # fmt: skip
+    if absent:
+        log.warning("spec set %r: skipped %d spec(s) (%s); feature(s) the model does not take, their region "
+                    "bounds dropped: %s", get("name", "?"), len(skipped), "; ".join(skipped) or "none", named)  # fmt: skip
+    return shared, kept, skipped
+
+
+def _with_hint(name: str, features: Sequence[str]) -> str:
+    """A schema column is a feature the model was simply trained without; any other name may be a typo."""
+    close = [] if name in schema.COLUMN_BY_NAME else difflib.get_close_matches(name, list(features), n=1)
+    return repr(name) + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def build_specs(cfg: SpecSetConfig | Mapping[str, Any], normalizer: MinMaxNormalizer) -> list[Spec]:
+    """Every applicable spec of a spec set as a verifier spec over the normalised network."""
+    get = cfg.get if isinstance(cfg, Mapping) else lambda k, d=None: getattr(cfg, k, d)
+    space = get("space", "raw")
+    shared, entries, _ = applicable_specs(cfg, normalizer.feature_names)
+    specs: list[Spec] = []
+    for i, entry in entries:
         kind = entry.pop("kind", "monotonicity")
         region = build_region({**shared, **(entry.pop("region", None) or {})}, normalizer, space)
         if kind == "monotonicity":

@@ -19,7 +19,7 @@ def table_cfg(path, **kw) -> DataConfig:
 
 def test_canonical_table_loads_csv_and_parquet(tmp_path, table_csv):
     ds = load_dataset(table_cfg(table_csv))
-    assert ds.x_train.shape[1] == 17 and len(ds.x_train) + len(ds.x_test) == 400
+    assert ds.x_train.shape[1] == 17 and len(ds.x_train) + len(ds.x_cal) + len(ds.x_test) == 400
     pq = tmp_path / "t.parquet"
     pd.read_csv(table_csv).to_parquet(pq)
     ds2 = load_dataset(table_cfg(pq))
@@ -55,7 +55,7 @@ def test_nan_rows_dropped_or_fail(tmp_path, caplog):
     path = tmp_path / "t.csv"
     df.to_csv(path, index=False)
     ds = load_dataset(table_cfg(path))
-    assert len(ds.x_train) + len(ds.x_test) == 398
+    assert len(ds.x_train) + len(ds.x_cal) + len(ds.x_test) == 398
     assert "dropped 2 row(s) with NaN" in caplog.text
     with pytest.raises(DataError, match=r"2 row\(s\) with NaN, first at row 3 column 'sys_psi_io_full_pct'"):
         load_dataset(table_cfg(path, nan_policy="fail"))
@@ -113,5 +113,5 @@ def test_benchmark_sources_load(name):
 
 def test_benchmark_path_override_is_a_data_directory():
     ds = load_dataset(DataConfig(source="linnos", path="data/external"))
-    assert len(ds.x_train) + len(ds.x_test) == 59870  # every line of the file
+    assert len(ds.x_train) + len(ds.x_cal) + len(ds.x_test) == 59870  # every line of the file
     assert ds.feature_names == list(BENCHMARKS["linnos"].features)

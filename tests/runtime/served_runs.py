@@ -7,19 +7,24 @@ checkpoint's own integrity checks pass — so only the certificate's binding can
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from helpers import PSI_LIMIT, SPEC_SET, write_monotone_run
 
-from vpals_jax.config import ModelConfig, OptimConfig, SpecSetConfig, VerifierConfig
+from vpals_jax.certificate import save_verdicts
+from vpals_jax.config import CalibrationConfig, ModelConfig, OptimConfig, SpecSetConfig, VerifierConfig
+from vpals_jax.convert import load_network
 from vpals_jax.data import schema
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
 from vpals_jax.train import checkpoint as ckpt
+from vpals_jax.spec_files import build_specs
+from vpals_jax.train.calibrate import fit_calibration, save_calibration
 from vpals_jax.train.steps import create_state
-from vpals_jax.verify import verify_run
+from vpals_jax.verify import verify_network, verify_run
 
 FEATS = list(schema.FEATURES)
 PSI = FEATS.index("cg_psi_cpu_some_pct")
@@ -68,3 +73,21 @@ def inside_rows(norm: MinMaxNormalizer, n: int = 50, seed: int = 1) -> np.ndarra
     x = rng.uniform(norm.x_min, norm.x_max, size=(n, len(FEATS)))
     x[:, PSI] = rng.uniform(norm.x_min[PSI], PSI_LIMIT, size=n)
     return x
+
+
+def calibrated_run_at(certified: Path, run: Path) -> tuple[Path, MinMaxNormalizer]:
+    """A copy of a certified run with a Mondrian calibration (log-normal noise around the model),
+    certified again with the calibration bound in; the old certificate, of the function without
+    a calibration, is removed, as a run calibrated at training time never has one."""
+    shutil.copytree(certified, run)
+    shutil.rmtree(run / "verify")
+    net, norm, _ = load_network(str(run))
+    x = inside_rows(norm, n=400, seed=2)
+    noise = np.exp(0.05 * np.random.default_rng(0).standard_normal(len(x)))
+    cal = fit_calibration(CalibrationConfig(method="mondrian"), net, norm, x,
+                          norm.inverse_y(net.forward(norm.transform_x(x))[:, 0]) * noise)  # fmt: skip
+    save_calibration(run, cal)
+    verdicts = verify_network(net, build_specs(SpecSetConfig(**SERVED_SPEC), norm),
+                              VerifierConfig(name="ouroboros", time_budget_s=30.0))  # fmt: skip
+    save_verdicts(run / "verify" / "calibrated", net, norm, verdicts, calibration=cal.to_dict())
+    return run, norm

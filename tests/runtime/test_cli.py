@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -94,3 +95,40 @@ def test_watch_reads_live_metrics(certified_run):
     out = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(out) == 2 and all(o["status"] in ("verified", "unverified_region", "out_of_distribution")
                                  for o in out)  # fmt: skip
+
+
+def test_intervals_csv_output_and_the_drift_alarm_on_a_calibrated_run(calibrated_run, tmp_path):
+    """JSON lines and CSV carry lower/upper; rows with the observed target feed the alarm, which
+    stays quiet on calibration-like targets and fires (deferring decisions) once they triple."""
+    run_dir, norm = calibrated_run
+    from vpals_jax.runtime.predictor import SafePredictor
+
+    x = inside_rows(norm, n=600, seed=4)
+    frame = pd.DataFrame(x, columns=FEATS)
+    point = SafePredictor.load(run_dir).predict(x).latency
+    noise = np.exp(0.05 * np.random.default_rng(1).standard_normal(len(x)))
+    frame["latency_p50_ms"] = point * noise * np.where(np.arange(len(x)) < 300, 1.0, 3.0)
+    path = tmp_path / "m.csv"
+    frame.to_csv(path, index=False)
+    proc = predict_cli(f"run_dir={run_dir}", f"input={path}", "slo_ms=1e9", "batch=100")
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert all(o["lower"] < o["prediction"] < o["upper"] for o in out)
+    alarmed = [o["row"] for o in out if o["drift"] == "alarm"]
+    assert alarmed and 300 <= alarmed[0] < 400 and alarmed == list(range(alarmed[0], 600))
+    assert all(o["decision"] == "defer" and o["reason"].startswith("drift alarm") for o in out[alarmed[0]:])
+    assert all(o["decision"] == "stay" for o in out[:300])
+    csv = predict_cli(f"run_dir={run_dir}", f"input={path}", "format=csv", "batch=250")
+    assert csv.returncode == 0, csv.stderr
+    table = pd.read_csv(io.StringIO(csv.stdout))
+    assert list(table.row) == list(range(600)) and {"lower", "upper", "drift"} <= set(table.columns)
+    np.testing.assert_allclose(table.upper, [o["upper"] for o in out])
+
+
+def test_a_run_without_calibration_says_so_once(certified_run):
+    run_dir, norm = certified_run
+    stdin = json.dumps(dict(zip(FEATS, inside_rows(norm, n=1)[0].tolist()))) + "\n"
+    proc = predict_cli(f"run_dir={run_dir}", "input=-", stdin=stdin)
+    assert proc.returncode == 0 and "has no calibration: no intervals and no drift alarm" in proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["lower"] is None and rec["upper"] is None and "drift" not in rec

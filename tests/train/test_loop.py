@@ -30,7 +30,8 @@ def loop_cfg(table_csv, run_dir, loop: str, *extra: str):
     cfg = compose_train([
         "data=table", f"data.path={table_csv}", f"run_dir={run_dir}", "model.width=16", "train.batch_size=16",
         "train.progress=false", f"train.loop={loop}", "train.epochs=40", "train.tolerance=0.1",
-        "train.accuracy_threshold=0.8", "train.verify_at_end=true", "verifier.time_budget_s=5", "optim.lr=1e-2", *extra,
+        "train.accuracy_threshold=0.8", "train.verify_at_end=true", "verifier.time_budget_s=5", "optim.lr=1e-2",
+        "data.calibration_fraction=0", *extra,
     ])  # fmt: skip
     for key, value in SPEC.items():
         cfg.spec[key] = value

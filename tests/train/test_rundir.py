@@ -149,3 +149,16 @@ def test_cli_refuses_names_that_leave_the_run_directory(tmp_path, module, overri
          "digits, '_', '.', '-', not starting with '.'): it names a directory")
     ]
     assert not list(tmp_path.rglob(escaped)) and not (cwd / "runs").exists()
+
+
+def test_a_key_added_to_the_schema_since_training_stands_for_its_default(tmp_path):
+    """A run saved before ``data.test_path`` existed resumes with the default, and is refused
+    with another value (naming the key)."""
+    from vpals_jax.train.rundir import RunDirError, check_resumable
+
+    saved = {"data": {"source": "synthetic", "app": "nginx"}, "model": {"depth": 2}}
+    check_resumable(saved, {"data": {"source": "synthetic", "app": "nginx", "test_path": None}, "model": {"depth": 2}},
+                    tmp_path)  # fmt: skip
+    with pytest.raises(RunDirError, match="data.test_path"):
+        check_resumable(saved, {"data": {"source": "synthetic", "app": "nginx", "test_path": "b.csv"},
+                                "model": {"depth": 2}}, tmp_path)  # fmt: skip

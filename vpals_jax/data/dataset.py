@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from vpals_jax.data.tables import (
     coerce_numeric,
     drop_missing,
     read_benchmark,
-    read_frame,
+    read_table,
     require_columns,
 )
 
@@ -37,6 +37,9 @@ class Dataset:
     y_test: np.ndarray
     # operator knowledge per feature (+1 / -1), used to write default specs
     feature_directions: dict[str, int]
+    # calibration rows held out of training (data.calibration_fraction): conformal intervals
+    x_cal: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    y_cal: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 def _random_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -45,6 +48,19 @@ def _random_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Data
     order = np.random.default_rng(seed).permutation(len(df))
     n_test = max(1, int(round(fraction * len(df))))
     return df.iloc[order[n_test:]], df.iloc[order[:n_test]]
+
+
+def _calibration_split(train: pd.DataFrame, fraction: float, seed: int, where: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, calibration rows): a shuffle of the training rows seeded apart from the test split."""
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"data.calibration_fraction must be in [0, 1), got {fraction}")
+    n_cal = int(round(fraction * len(train)))
+    if n_cal == 0:
+        return train, train.iloc[:0]
+    if n_cal >= len(train):
+        raise DataError(f"{where}: data.calibration_fraction={fraction} leaves no training rows")
+    order = np.random.default_rng([seed, 1]).permutation(len(train))
+    return train.iloc[np.sort(order[n_cal:])], train.iloc[np.sort(order[:n_cal])]
 
 
 def _synthetic_frame(cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -56,28 +72,27 @@ def _synthetic_frame(cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int]]:
     return df, dict(synthetic.GROUND_TRUTH_DIRECTIONS[cfg.app])
 
 
-def _table_frame(cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+def _table_frames(cfg: DataConfig) -> tuple[list[pd.DataFrame], dict[str, int]]:
+    """The app's rows of ``data.path`` (and of ``data.test_path``), mapped into the schema."""
     if not cfg.path:
         raise DataError("data.source=table needs data.path (a canonical-schema CSV or Parquet file)")
-    df = read_frame(cfg.path)
-    require_columns(df, ["app"], cfg.path)
-    apps = sorted(str(a) for a in df["app"].dropna().unique())
-    if cfg.app not in apps:
-        raise DataError(f"{cfg.path}: unknown app {cfg.app!r}; the file holds {apps}")
-    df = df[df["app"] == cfg.app]
+    paths = [cfg.path, cfg.test_path] if cfg.test_path else [cfg.path]
+    frames = [read_table(p, cfg.app, cfg.columns, cfg.units) for p in paths]
     directions = {c.name: c.latency_direction for c in schema.COLUMNS if c.latency_direction}
-    return df, directions
+    return frames, directions
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Read, validate, filter and split the data the config names."""
     frames: list[pd.DataFrame]
+    if cfg.source != "table" and (cfg.test_path or cfg.columns or cfg.units):
+        raise DataError(f"data.test_path, data.columns and data.units need data.source=table, not {cfg.source!r}")
     if cfg.source == "synthetic":
         df, directions = _synthetic_frame(cfg)
         frames, default_target, default_features, where = [df], schema.DEFAULT_TARGET, schema.FEATURES, "synthetic"
     elif cfg.source == "table":
-        df, directions = _table_frame(cfg)
-        frames, default_target, default_features, where = [df], schema.DEFAULT_TARGET, schema.FEATURES, cfg.path
+        frames, directions = _table_frames(cfg)
+        default_target, default_features, where = schema.DEFAULT_TARGET, schema.FEATURES, cfg.path
     elif cfg.source in BENCHMARKS:
         src = BENCHMARKS[cfg.source]
         frames = read_benchmark(cfg.source, cfg.path)
@@ -93,17 +108,18 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if repeated := sorted({f for f in features if features.count(f) > 1}):
         raise DataError(f"{where}: feature(s) {repeated} listed more than once in data.features")
     cleaned = []
-    for df in frames:
-        require_columns(df, [*features, target], where)
-        df = coerce_numeric(df, [*features, target], where)
-        df = drop_missing(df, [*features, target], cfg.nan_policy, where)
-        check_values(df, [*features, target], where)
+    wheres = [cfg.path, cfg.test_path] if cfg.source == "table" and cfg.test_path else [where] * len(frames)
+    for df, at in zip(frames, wheres):
+        require_columns(df, [*features, target], at)
+        df = coerce_numeric(df, [*features, target], at)
+        df = drop_missing(df, [*features, target], cfg.nan_policy, at)
+        check_values(df, [*features, target], at)
         min_target = cfg.min_target if cfg.min_target is not None else getattr(BENCHMARKS.get(cfg.source), "min_target", None)
         if min_target is not None:
             df = df[df[target] > min_target]
         cleaned.append(df)
 
-    if cfg.split == "given":
+    if cfg.split == "given" or (cfg.source == "table" and cfg.test_path):  # data.test_path: the test rows
         if len(cleaned) != 2:
             raise DataError(f"data.split=given needs a source with separate train/test files, not {cfg.source!r}")
         train, test = cleaned
@@ -123,6 +139,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         if len(frame) == 0:
             raise DataError(f"{where}: the {part} split is empty after filtering (check data.min_target / split)")
     log.info("data %s: %d train / %d test rows, %d features -> %s", where, len(train), len(test), len(features), target)
+    train, cal = _calibration_split(train, cfg.calibration_fraction, cfg.seed, where)
     name = cfg.app if cfg.source in ("synthetic", "table") else cfg.source
     return Dataset(
         name=name,
@@ -133,4 +150,6 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         x_test=test[features].to_numpy(np.float64),
         y_test=test[target].to_numpy(np.float64),
         feature_directions={f: d for f, d in directions.items() if f in features},
+        x_cal=cal[features].to_numpy(np.float64),
+        y_cal=cal[target].to_numpy(np.float64),
     )

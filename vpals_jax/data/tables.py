@@ -1,4 +1,5 @@
-"""Reading tables: canonical-schema CSV/Parquet files and the real benchmark data sets.
+"""Reading tables: canonical-schema CSV/Parquet files, tables from elsewhere (other column names
+and units, mapped by ``data.columns`` and ``data.units``) and the real benchmark data sets.
 
 Every failure is a ``DataError`` with one line naming the file, the column and the value, so
 that a user with a broken CSV knows what to fix without reading a traceback.
@@ -10,9 +11,11 @@ import codecs
 import csv
 import difflib
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,6 +168,90 @@ def check_values(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
                 i = int(np.argmax(bad))
                 raise DataError(f"{where}: column {col!r} has an impossible value {float(v[i])!r} "
                                 f"at row {df.index[i]} ({why})")  # fmt: skip
+
+
+def _pattern_renames(src: str, dst: str, present: Sequence[str], where: str) -> dict[str, str]:
+    """``target_*`` -> ``cg_*``: every column matching ``src``, with the text under ``*`` carried over."""
+    if src.count("*") != 1 or dst.count("*") != 1:
+        raise DataError(f"data.columns: {src!r} -> {dst!r}: a pattern needs exactly one '*' on each side")
+    head, tail = src.split("*")
+    new_head, new_tail = dst.split("*")
+    matched = [c for c in present if len(c) >= len(head) + len(tail) and c.startswith(head) and c.endswith(tail)]
+    if not matched:
+        raise DataError(f"{where}: data.columns pattern {src!r} matches no column of the file")
+    return {c: new_head + c[len(head) : len(c) - len(tail)] + new_tail for c in matched}
+
+
+def rename_columns(df: pd.DataFrame, columns: Mapping[str, str], where: str) -> pd.DataFrame:
+    """File column names -> schema names (``data.columns``); explicit names win over patterns.
+
+    A name the file lacks is refused rather than ignored: a silently unused entry would leave the
+    schema column missing or, worse, let another column of the file stand in for it.
+    """
+    if not columns:
+        return df
+    present = [str(c) for c in df.columns]
+    renames: dict[str, str] = {}
+    for src, dst in columns.items():
+        if "*" in src or "*" in dst:
+            renames.update(_pattern_renames(str(src), str(dst), present, where))
+    for src, dst in columns.items():
+        if "*" in src or "*" in dst:
+            continue
+        if src not in present:
+            close = difflib.get_close_matches(str(src), present, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(f"{where}: data.columns names column {src!r}, which the file does not have{hint}")
+        renames[str(src)] = str(dst)
+    renames = {k: v for k, v in renames.items() if k != v}
+    result = [renames.get(c, c) for c in present]
+    if repeated := sorted({c for c in result if result.count(c) > 1}):
+        sources = [c for c in present if renames.get(c, c) == repeated[0]]
+        raise DataError(f"{where}: data.columns makes {' and '.join(map(repr, sources))} both {repeated[0]!r}")
+    return df.rename(columns=renames)
+
+
+def check_units(units: Mapping[str, Any]) -> None:
+    """Scales must be finite and positive: a negative one would flip every monotonicity direction."""
+    for col, factor in units.items():
+        ok = isinstance(factor, (int, float)) and not isinstance(factor, bool) and math.isfinite(factor) and factor > 0
+        if not ok:
+            raise DataError(f"data.units.{col} must be a finite number > 0 (the factor into the schema's unit), "
+                            f"got {factor!r}")  # fmt: skip
+
+
+def scale_units(df: pd.DataFrame, units: Mapping[str, float], where: str) -> pd.DataFrame:
+    """Each column of ``units`` (named after renaming) times its factor, into the schema's units."""
+    check_units(units)
+    for col, factor in units.items():
+        if col not in df.columns:
+            close = difflib.get_close_matches(str(col), [str(c) for c in df.columns], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(f"{where}: data.units names column {col!r}, which the table does not have "
+                            f"after data.columns{hint}")  # fmt: skip
+        df = coerce_numeric(df, [col], where)
+        df[col] = df[col] * float(factor)
+    return df
+
+
+def read_table(
+    path: str, app: str, columns: Mapping[str, str] | None = None, units: Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """The rows of ``app`` in a table file, with columns renamed to the schema and scaled into its units.
+
+    A file without an ``app`` column (a measurement of one application, as other tools write them)
+    is taken to hold only ``app``'s rows.
+    """
+    check_units(units or {})
+    df = rename_columns(read_frame(path), columns or {}, path)
+    if "app" in df.columns:
+        apps = sorted(str(a) for a in df["app"].dropna().unique())
+        if app not in apps:
+            raise DataError(f"{path}: unknown app {app!r}; the file holds {apps}")
+        df = df[df["app"] == app]
+    else:
+        log.info("%s: no 'app' column; every row is taken as %s's", path, app)
+    return scale_units(df, units or {}, path)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class MLP(nn.Module):
         return nn.Dense(1, name="out")(x)[..., 0]
 
 
-def build_model(cfg: ModelConfig) -> MLP:
+def build_mlp(cfg: ModelConfig) -> MLP:
     if cfg.activation not in ACTIVATIONS:
         raise ValueError(f"unknown model.activation {cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
     if cfg.depth < 1 or cfg.width < 1:

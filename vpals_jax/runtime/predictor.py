@@ -16,6 +16,11 @@ Rows that are not ``verified`` follow the ``policy``: ``flag`` (return the predi
 refuse if there is none — a conservative answer for a migration decision), ``refuse`` (NaN).
 The guard runs in float64 NumPy (exact comparisons against the certified boxes); the network
 runs in float64 NumPy for small batches and in a jitted float32 JAX function for large ones.
+
+A run with a conformal calibration (``vpals_jax.train.calibrate``) also serves, per row, an
+interval ``[lower, upper]`` in the target's units with the stated ``coverage``; the calibration is
+part of the fingerprint a certificate must match. A run without one serves NaN ends (``describe``
+says so), and decisions fall back to the point prediction (``runtime.decision``).
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from verifiers import Box, ReluNetwork
 from verifiers.bounds.interval import output_bounds
 from vpals_jax.certificate import certified_region, function_fingerprint
 from vpals_jax.convert import load_network
-from vpals_jax.data import schema
 from vpals_jax.data.normalizer import MinMaxNormalizer
+from vpals_jax.runtime import decision
 from vpals_jax.runtime.requirement import SpecRef, required_specs
+from vpals_jax.train.calibrate import Calibration, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +55,22 @@ JAX_MIN_ROWS = 256  # below this, NumPy's float64 forward pass beats JAX's dispa
 
 @dataclass
 class Prediction:
-    """Per-row results; ``latency`` is in the target's raw units (NaN where refused or invalid)."""
+    """Per-row results; ``latency`` and the interval ends are in the target's raw units (NaN where
+    refused, invalid, or the run has no calibration)."""
 
     latency: np.ndarray
     status_code: np.ndarray  # index into STATUSES
     bounded: np.ndarray  # True where ``latency`` is the policy's conservative bound
+    lower: np.ndarray
+    upper: np.ndarray
 
     @property
     def status(self) -> np.ndarray:
         return np.asarray(STATUSES, dtype=object)[self.status_code]
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"prediction": self.latency, "status": self.status, "bounded": self.bounded})
+        return pd.DataFrame({"prediction": self.latency, "lower": self.lower, "upper": self.upper,
+                             "status": self.status, "bounded": self.bounded})  # fmt: skip
 
 
 def raw_bounds(normalizer: MinMaxNormalizer, box: Box) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +100,19 @@ class SafePredictor:
         regions: list[Box],
         policy: str = "flag",
         ood_margin: float = 0.05,
+        calibration: Calibration | None = None,
+        coverage: float | None = None,
     ):
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}; use one of {list(POLICIES)}")
         if not ood_margin >= 0:
             raise ValueError(f"ood_margin must be >= 0, got {ood_margin}")
         self.net, self.normalizer, self.regions, self.policy = net, normalizer, regions, policy
+        self.calibration = calibration
+        self.coverage = coverage if coverage is not None else calibration.coverage if calibration else None
+        if self.coverage is not None and not 0.0 < self.coverage < 1.0:
+            raise ValueError(f"coverage must be in (0, 1), got {self.coverage}")
+        self._conformal = calibration.regressor() if calibration else None
         self.features = list(normalizer.feature_names)
         if net.n_inputs != len(self.features):
             raise ValueError(f"the network takes {net.n_inputs} inputs but the normaliser names {len(self.features)}")
@@ -121,18 +138,24 @@ class SafePredictor:
 
     @classmethod
     def load(
-        cls, run_dir: str | Path, policy: str = "flag", ood_margin: float = 0.05, spec: SpecRef | None = None
-    ) -> SafePredictor:
-        """Model and normaliser of a run, verified where a certificate proves the required specs.
+        cls, run_dir: str | Path, policy: str = "flag", ood_margin: float = 0.05, spec: SpecRef | None = None,
+        coverage: float | None = None,
+    ) -> SafePredictor:  # fmt: skip
+        """Model, normaliser and calibration of a run, verified where a certificate proves the required specs.
 
         ``spec`` is the deployment's required spec set (``runtime.requirement``); by default the
-        spec set the run was configured with.
+        spec set the run was configured with. ``coverage`` overrides the calibrated one.
         """
         net, normalizer, config = load_network(str(run_dir))
+        cal = load_calibration(run_dir, normalizer)
+        if cal is None:
+            log.info("%s has no calibration: predictions are served without intervals", run_dir)
         required = required_specs(config, normalizer, spec)
-        region = certified_region(run_dir, function_fingerprint(net, normalizer), required)
+        fingerprint = function_fingerprint(net, normalizer, cal.to_dict() if cal else None)
+        region = certified_region(run_dir, fingerprint, required)
         log.info("%s: %s", run_dir, "nothing verified" if region is None else "certified region loaded")
-        return cls(net, normalizer, [] if region is None else [region], policy=policy, ood_margin=ood_margin)
+        return cls(net, normalizer, [] if region is None else [region], policy=policy, ood_margin=ood_margin,
+                   calibration=cal, coverage=coverage)  # fmt: skip
 
     # -- input --------------------------------------------------------------------------------
     def as_matrix(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> np.ndarray:
@@ -166,12 +189,6 @@ class SafePredictor:
             codes[(codes == UNVERIFIED) & inside] = VERIFIED
         return codes
 
-    def _forward_normalised(self, x: np.ndarray) -> np.ndarray:
-        if len(x) < JAX_MIN_ROWS:
-            return self.net.forward(self.normalizer.transform_x(x))[:, 0]
-        return np.asarray(_mlp32(self._w32, self._b32, self._x_min32, self._x_inv32, jnp.asarray(x, jnp.float32)),
-                          dtype=np.float64)  # fmt: skip
-
     def _guarded_forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Status codes (exact) and normalised predictions.
 
@@ -195,6 +212,8 @@ class SafePredictor:
     def predict(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> Prediction:
         x = self.as_matrix(rows)
         codes, y_n = self._guarded_forward(x)
+        point = np.where(codes == INVALID, np.nan, self.normalizer.inverse_y(y_n))  # f(x), before the policy
+        interval = self._interval(x, point)
         bounded = np.zeros(len(x), bool)
         untrusted = codes != VERIFIED
         if self.policy == "refuse":
@@ -204,7 +223,17 @@ class SafePredictor:
             y_n[untrusted] = self._nearest_region_bound(x[untrusted])
             bounded = untrusted & np.isfinite(y_n)
         y_n = np.where(codes == INVALID, np.nan, y_n)
-        return Prediction(self.normalizer.inverse_y(y_n), codes, bounded & (codes != INVALID))
+        latency = self.normalizer.inverse_y(y_n)
+        # A bound lifts the point; the upper end rises with it (the calibrated residual is of f(x)).
+        lower, upper = interval[:, 0], interval[:, 1] + np.where(bounded, latency - point, 0.0)
+        refused = np.isnan(latency)
+        return Prediction(latency, codes, bounded & (codes != INVALID), np.where(refused, np.nan, lower),
+                          np.where(refused, np.nan, upper))  # fmt: skip
+
+    def _interval(self, x: np.ndarray, latency: np.ndarray) -> np.ndarray:
+        if self.calibration is None:
+            return np.full((len(x), 2), np.nan)
+        return self.calibration.interval(x, latency, self.normalizer, self.coverage, self._conformal)
 
     def _nearest_region_bound(self, x: np.ndarray) -> np.ndarray:
         if not len(self.regions):
@@ -215,53 +244,21 @@ class SafePredictor:
         return self._reg_ub[np.argmin(np.linalg.norm(gap, axis=2), axis=1)]
 
     # -- decision -----------------------------------------------------------------------------
-    def baseline(self, x: np.ndarray) -> np.ndarray:
-        """Predicted latency with every pressure feature at its training minimum (no interference)."""
-        base = np.where(np.isfinite(x), x, self.normalizer.x_min).copy()
-        for i, f in enumerate(self.features):
-            col = schema.COLUMN_BY_NAME.get(f)
-            if col is not None and f.startswith(("sys_psi_", "cg_psi_")) and col.latency_direction > 0:
-                base[:, i] = self.normalizer.x_min[i]
-        return self.normalizer.inverse_y(self._forward_normalised(base))
-
     def decide(
         self,
         rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list,
         slo_ms: float | None = None,
         max_slowdown: float | None = None,
     ) -> pd.DataFrame:
-        """Per task: ``migrate`` (SLO exceeded, trusted), ``stay`` (within SLO, trusted) or ``defer``.
-
-        The SLO is an absolute latency (``slo_ms``, the target's units) and/or a slowdown against the
-        app's no-interference baseline (``max_slowdown``). Only ``verified`` rows, or rows answered
-        by a sound bound (policy ``bound``), are trusted; the rest are deferred with the reason.
-        """
-        if slo_ms is None and max_slowdown is None:
-            raise ValueError("decide needs slo_ms and/or max_slowdown")
-        x = self.as_matrix(rows)
-        pred = self.predict(x)
-        slowdown = pred.latency / np.maximum(self.baseline(x), 1e-12)
-        over = np.zeros(len(x), bool)
-        if slo_ms is not None:
-            over |= pred.latency > slo_ms
-        if max_slowdown is not None:
-            over |= slowdown > max_slowdown
-        trusted = (pred.status_code == VERIFIED) | pred.bounded
-        decision = np.where(trusted, np.where(over, "migrate", "stay"), "defer").astype(object)
-        reason = np.where(
-            trusted,
-            np.where(over, "predicted latency exceeds the SLO", "within the SLO"),
-            np.where(pred.status_code == INVALID, "invalid input", "prediction not trusted: ")
-            + np.where(pred.status_code == INVALID, "", pred.status),
-        ).astype(object)
-        out = pred.to_frame()
-        out["slowdown"] = slowdown
-        out["decision"], out["reason"] = decision, reason
-        return out
+        """Per task ``migrate`` / ``stay`` / ``defer`` from proof and interval (``runtime.decision``)."""
+        return decision.decide(self, rows, slo_ms, max_slowdown)
 
     def describe(self) -> dict[str, Any]:
+        cal = self.calibration
         return {"features": self.features, "target": self.normalizer.target_name, "policy": self.policy,
-                "verified_regions": len(self.regions)}  # fmt: skip
+                "verified_regions": len(self.regions),
+                "intervals": f"{cal.method} conformal, {100 * self.coverage:g}% coverage" if cal else
+                "none (the run has no calibration)"}  # fmt: skip
 
 
 UNDECIDED = 127

@@ -13,6 +13,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from omegaconf import OmegaConf
+
+from vpals_jax.config import Config
+
 LOCK_FILE = ".lock"
 
 # What a resumed run may not change. data, model and spec define what is trained and proven;
@@ -76,11 +80,20 @@ def _frozen(key: str) -> bool:
     return any(key == f or key.startswith(f + ".") for f in FROZEN)
 
 
+def _schema_defaults() -> dict[str, Any]:
+    return _flatten(json.loads(json.dumps(OmegaConf.to_container(OmegaConf.structured(Config)))))
+
+
 def check_resumable(saved: dict[str, Any], config: dict[str, Any], run_dir: str | Path) -> None:
-    """Refuse, naming the first key, a config that changes what the checkpoint in ``run_dir`` was trained as."""
+    """Refuse, naming the first key, a config that changes what the checkpoint in ``run_dir`` was trained as.
+
+    A key the run was trained without (added to the schema since) stands for its default: the
+    run was trained as the default says, so a resume that keeps the default continues it.
+    """
     old, new = _flatten(saved), _flatten(json.loads(json.dumps(config)))  # both sides as JSON types
+    defaults = _schema_defaults()
     for key in sorted(k for k in old.keys() | new.keys() if _frozen(k)):
-        was, now = old.get(key, "<absent>"), new.get(key, "<absent>")
+        was, now = old.get(key, defaults.get(key, "<absent>")), new.get(key, "<absent>")
         if was != now:
             raise RunDirError(f"cannot resume {run_dir}: {key} was {was!r} when it was trained, now {now!r} "
                               f"({', '.join(FROZEN)} are fixed for a run; train a new one)")  # fmt: skip

@@ -30,6 +30,7 @@ from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
 from vpals_jax.spec_files import build_specs
 from vpals_jax.train import checkpoint as ckpt
+from vpals_jax.train.calibrate import coverage_report, fit_calibration, save_calibration
 from vpals_jax.train.loop import Corrector
 from vpals_jax.train.metrics import MetricsLog, regression_metrics
 from vpals_jax.train.plots import plot_training_curve, plot_wall_time
@@ -89,7 +90,10 @@ def run_training(cfg: Config | DictConfig, on_start: Callable[[Path], None] | No
     corrector = None
     if tc.loop != "normal" or tc.verify_at_end:
         corrector = Corrector(tc, cfg.verifier, build_specs(cfg.spec, norm), n_features, seed=tc.seed)
-    model = build_model(cfg.model)
+    if tc.loop == "certified" and cfg.model.name != "mlp":
+        raise ValueError(f"train.loop=certified trains the MLP layout only; model={cfg.model.name} is monotone by "
+                         "construction (use train.loop=normal train.verify_at_end=true)")  # fmt: skip
+    model = build_model(cfg.model, data.feature_names, cfg.spec)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
@@ -171,7 +175,7 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
                        **result})  # fmt: skip
         bar.set_postfix(loss=f"{float(loss):.2e}", test_acc=f"{result['test']['accuracy']:.3f}")
         if corrector and corrector.due(epoch + 1, result["train"]["accuracy"]):
-            rnd = corrector.verify(to_relu_network(state.params), epoch + 1, clock())
+            rnd = corrector.verify(to_relu_network(state.params, model=model), epoch + 1, clock())
             metrics.write(rnd.record(corrector.specs))
             log.info("%s", rnd.log_line(corrector.specs, data.feature_names))
             if rnd.all_verified and len(rnd.verdicts) == len(corrector.specs) and epoch + 1 >= tc.min_epochs:
@@ -188,7 +192,7 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
             stop_reason = f"epoch budget of {budget} spent before the model was verified"
 
     if tc.loop == "normal" and corrector:
-        rnd = corrector.verify(to_relu_network(state.params), epoch, clock())
+        rnd = corrector.verify(to_relu_network(state.params, model=model), epoch, clock())
         metrics.write(rnd.record(corrector.specs))
         log.info("%s", rnd.log_line(corrector.specs, data.feature_names))
         if rnd.all_verified:
@@ -207,7 +211,12 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
     if corrector:
         plot_wall_time(records, run_dir / "wall_time.png", title=title)
     latest = _final_verdicts(corrector)
-    net = to_relu_network(state.params) if corrector else None
+    module = build_model(cfg.model, data.feature_names, cfg.spec)  # the converter needs the baselines' signs
+    net = to_relu_network(state.params, model=module) if corrector else None
+    # Calibrate the final function on the held-out rows before any certificate binds it.
+    served = net or to_relu_network(state.params, model=module)
+    calibration = fit_calibration(cfg.calibration, served, norm, data.x_cal, data.y_cal, seed=cfg.data.seed)
+    save_calibration(run_dir, calibration)
     verified = bool(corrector) and len(latest) == len(corrector.specs) and verified_at is not None
     summary = {
         "name": cfg.name,
@@ -235,12 +244,16 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
             for i, (r, v) in sorted(latest.items())
         ],  # fmt: skip
         "run_dir": str(run_dir),
-    }
+        "calibration": None if calibration is None else {
+            "method": calibration.method, "n_rows": int(len(data.x_cal)),
+            "test": coverage_report(calibration, served, norm, data.x_test, data.y_test)},
+    }  # fmt: skip
     if corrector and corrector.rounds and corrector.rounds[-1].fingerprint == network_fingerprint(net):
         # The last round verified exactly the final weights: its verdicts are the run's certificate.
         last = corrector.rounds[-1]
         save_verdicts(run_dir / "verify" / "training", net, norm, [last.verdicts[i] for i in sorted(last.verdicts)],
-                      run_dir=str(run_dir), spec_set=cfg.spec.name, round=last.index,
+                      calibration=calibration.to_dict() if calibration else None, run_dir=str(run_dir),
+                      spec_set=cfg.spec.name, round=last.index,
                       verifier={"name": cfg.verifier.name, "time_budget_s": cfg.verifier.time_budget_s,
                                 "options": dict(cfg.verifier.options)})  # fmt: skip
     vols = [v["verified_fraction"] for v in summary["verdicts"]]
