@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-collect bench clean
+.PHONY: run test test-slow test-collect bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
+
+# The README's slow commands (paper sweeps, certified experiments, benchmarks) and a wheel install:
+# minutes each, left out of `make test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "slow and not services"
 
 # The collector against the real tools (tests marked `services`, left out of `make test`).
 # As root on Debian/Ubuntu: installs the servers, their benchmark clients and stress-ng.

@@ -113,8 +113,8 @@ def run_one(app: str, loop: str, seed: int, out: Path) -> dict:
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean per app and loop; accuracy, RMSE and time against normal training (same app and seed)."""
-    base = df[df.loop == "normal"].set_index(["app", "seed"])
-    rel = df.join(base[["test_accuracy", "test_rmse", "wall_s"]], on=["app", "seed"], rsuffix="_normal")
+    base = df[df.loop == "normal"][["app", "seed", "test_accuracy", "test_rmse", "wall_s"]]
+    rel = df.merge(base, on=["app", "seed"], how="left", suffixes=("", "_normal"))
     rel["acc_minus_normal"] = rel.test_accuracy - rel.test_accuracy_normal
     rel["rmse_ratio"] = rel.test_rmse / rel.test_rmse_normal
     rel["time_ratio"] = rel.wall_s / rel.wall_s_normal

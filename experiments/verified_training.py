@@ -1,4 +1,4 @@
-"""The issue's four experiments as Hydra multiruns, and the aggregation of any sweep into one table.
+"""The issue's four experiments as Hydra multiruns, and the comparison of any sweep's jobs.
 
 Each experiment is one command (see ``docs/experiments.md``)::
 
@@ -7,14 +7,16 @@ Each experiment is one command (see ``docs/experiments.md``)::
     python -m vpals_jax.train -m experiment=paper_cardwiki       # 3. CardWiki
     python -m vpals_jax.train -m experiment=paper_linnos_domain  # 4. whole-domain LinnOS specs
 
-An experiment config (``conf/experiment/paper_*.yaml``) fixes the settings, lists the swept
-values in ``hydra.sweeper.params`` (seeds, loop variant, lambda, width, app...) and registers
-:class:`AggregateSweep` as a Hydra callback: when the multirun ends, the callback reads every
-job's ``summary.json``, groups the jobs by the swept keys other than the seed, and writes
-``results.csv`` (one row per job), ``table.md`` (mean +- std per group) and plots into the sweep
-directory. The launcher is free (basic, ``hydra/launcher=joblib``, ``submitit_local``,
-``submitit_slurm``): the callback runs in the launching process once all jobs are back. A sweep
-whose jobs finished elsewhere is aggregated again with::
+:class:`AggregateSweep` is registered in ``conf/train.yaml`` (``hydra.callbacks.aggregate``), so
+every multirun of ``vpals-train -m`` ends with a comparison: the callback reads every job's
+``summary.json``, groups the jobs by the swept keys other than the seed, and writes
+``results.csv`` (one row per job), ``aggregate.csv``, ``comparison.md`` (mean +- std per group,
+best test accuracy first) and plots titled by the swept keys into the sweep directory. An
+experiment config (``conf/experiment/paper_*.yaml``) fixes the settings, lists the swept values
+in ``hydra.sweeper.params`` and picks the report's ``kind`` (published figures, goals, OOD...).
+The launcher is free (basic, ``hydra/launcher=joblib``, ``submitit_local``, ``submitit_slurm``):
+the callback runs in the launching process once all jobs are back. A sweep whose jobs finished
+elsewhere is compared again with::
 
     python -m experiments.verified_training <sweep_dir> [--kind linnos]
 """
@@ -97,6 +99,8 @@ def job_row(job_dir: Path) -> dict[str, Any] | None:
 
 def collect(sweep_dir: str | Path) -> pd.DataFrame:
     """Every finished job under ``sweep_dir`` (Hydra's numbered job directories), one row each."""
+    if not Path(sweep_dir).is_dir():
+        raise FileNotFoundError(f"no sweep directory {sweep_dir}")
     jobs = sorted(
         (d for d in Path(sweep_dir).iterdir() if d.is_dir()),
         key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
@@ -160,13 +164,20 @@ def markdown_table(agg: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str
     return "\n".join(lines)
 
 
+def plot_title(metric: str, keys: Sequence[str], df: pd.DataFrame) -> str:
+    """What the plot compares, from the swept keys (the sweep folder's name is only a time stamp)."""
+    seeds = [k for k in SEED_KEYS if k in df.columns and df[k].astype(str).nunique() > 1]
+    over = f", mean ± std over {', '.join(seeds)}" if seeds else ""
+    return f"{HEADERS[metric]} by {' / '.join(keys)} ({len(df)} runs{over})"
+
+
 def _bar(agg: pd.DataFrame, keys: Sequence[str], metric: str, path: Path, title: str) -> None:
     labels = [" / ".join(str(r[k]) for k in keys) for _, r in agg.iterrows()]
     fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(labels) + 2), 3.8))
     ax.bar(range(len(labels)), agg[metric].fillna(0), yerr=agg[metric + "_std"].fillna(0), capsize=3,
            color="tab:blue", alpha=0.8)  # fmt: skip
     ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", fontsize=8)
-    ax.set(ylabel=HEADERS[metric], title=title)
+    ax.set(xlabel=" / ".join(keys), ylabel=HEADERS[metric], title=title)
     if metric == "test_accuracy":
         lo = float(np.nanmin(agg[metric] - agg[metric + "_std"].fillna(0)))
         ax.set_ylim(max(0.0, lo - 0.01), 1.0)
@@ -235,16 +246,35 @@ def _ood_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def shown_metrics(df: pd.DataFrame, agg: pd.DataFrame) -> list[str]:
+    """The metrics some job has; the verification ones only when some job verified anything."""
+    verifying = df["statuses"].astype(str).str.strip().ne("").any()
+    return [m for m in METRICS if agg[m].notna().any()
+            and (verifying or m not in ("verified", "rounds", "counterexamples"))]  # fmt: skip
+
+
+def best_line(agg: pd.DataFrame, keys: Sequence[str]) -> str:
+    """Which is best: the group of highest mean test accuracy."""
+    best = agg.loc[agg["test_accuracy"].idxmax()]
+    settings = " ".join(f"{k}={best[k]}" for k in keys)
+    return f"best: {settings}: test accuracy {_fmt(best['test_accuracy'], best['test_accuracy_std'], '.4f')}"
+
+
 def report(sweep_dir: str | Path, kind: str = "generic") -> str:
-    """Collect, aggregate and write ``results.csv``, ``table.md`` and plots; returns the markdown."""
+    """Collect, aggregate and write ``results.csv``, ``comparison.md`` and plots; returns the markdown.
+
+    The generic comparison lists the best test accuracy first; the paper kinds keep the sweep's
+    order (normal training first, as their goal tables read)."""
     sweep_dir = Path(sweep_dir)
     df = collect(sweep_dir)
     keys = group_keys(df)
     agg = aggregate(df, keys)
+    if kind == "generic":
+        agg = agg.sort_values("test_accuracy", ascending=False, kind="stable").reset_index(drop=True)
     df.to_csv(sweep_dir / "results.csv", index=False)
     agg.to_csv(sweep_dir / "aggregate.csv", index=False)
-    parts = [f"# {sweep_dir.name}: {len(df)} runs, grouped by {', '.join(keys)} (mean ± std over seeds)\n",
-             markdown_table(agg, keys)]  # fmt: skip
+    parts = [f"# {len(df)} runs of {sweep_dir}, grouped by {', '.join(keys)} (mean ± std over seeds)\n",
+             markdown_table(agg, keys, shown_metrics(df, agg)), "", best_line(agg, keys)]  # fmt: skip
     if kind in ("linnos", "loops"):
         title = "Beside the published Ouroboros figures" if kind == "linnos" else "Against the normal model"
         parts += [f"\n## {title}\n", _goals(agg, PUBLISHED_LINNOS if kind == "linnos" else None)]
@@ -259,11 +289,10 @@ def report(sweep_dir: str | Path, kind: str = "generic") -> str:
         if corr:
             parts += [f"\nCorrelation figure: `{corr.name}`"]
     text = "\n".join(parts) + "\n"
-    (sweep_dir / "table.md").write_text(text)
+    (sweep_dir / "comparison.md").write_text(text)
     for metric in ("test_accuracy", "time_to_verified_s", "cex_accuracy"):
         if agg[metric].notna().any():
-            _bar(agg, keys, metric, sweep_dir / f"{metric}.png", f"{sweep_dir.parent.name}: {HEADERS[metric]}")
-    log.info("wrote %s", sweep_dir / "table.md")
+            _bar(agg, keys, metric, sweep_dir / f"{metric}.png", plot_title(metric, keys, df))
     return text
 
 
@@ -279,7 +308,7 @@ def _correlation_figure(out: Path) -> Path | None:
 
 
 class AggregateSweep(Callback):
-    """Hydra callback: aggregate the sweep directory once every job of the multirun is back."""
+    """Hydra callback: compare the jobs of the sweep directory once every job of the multirun is back."""
 
     def __init__(self, kind: str = "generic"):
         if kind not in KINDS:
@@ -291,10 +320,10 @@ class AggregateSweep(Callback):
         try:
             text = report(sweep_dir, self.kind)
         except FileNotFoundError as e:
-            log.error("aggregation skipped: %s", e)
+            log.error("no comparison written: %s", e)
             return
         print(text)
-        print(f"table and plots in {sweep_dir}")
+        print(f"comparison.md, results.csv and plots in {sweep_dir}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -305,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(report(args.sweep_dir, args.kind))
     except FileNotFoundError as e:
-        print(f"verified_training: {e}", file=sys.stderr)
-        return 1
+        print(f"verified_training: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

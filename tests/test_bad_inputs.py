@@ -184,11 +184,11 @@ CASES = [
          "batch must be an integer >= 1, got '0'"),
     Case("predict_deep_nesting_on_stdin", (*PREDICT, "run_dir={run}", "input=-"), 0, "1 malformed line(s) reported",
          stdin=b"[" * 2048 + b"\n" + ROW.encode() + b"\n",
-         stdout=('{"line": 1, "error": "malformed line', '{"line": 2, "prediction"')),
+         stdout=('{"row": 1, "error": "malformed line', '{"row": 2, "prediction"')),
     # strict UTF-8 decoding of stdin, as under a UTF-8 locale (C.UTF-8 would escape the bytes)
     Case("predict_binary_on_stdin", (*PREDICT, "run_dir={run}", "input=-"), 0, "1 malformed line(s) reported",
          stdin=bytes(range(14, 256)) + b"\n" + ROW.encode() + b"\n", env={"PYTHONIOENCODING": "utf-8"},
-         stdout=('{"line": 1, "error": "malformed line', '{"line": 2, "prediction"')),
+         stdout=('{"row": 1, "error": "malformed line', '{"row": 2, "prediction"')),
     Case("predict_coverage_above_one", (*PREDICT, "run_dir={run}", "input=-", "coverage=1.5"), 2,
          "coverage must be in (0, 1), got 1.5"),
     Case("predict_drift_threshold_one", (*PREDICT, "run_dir={run}", "input=-", "drift_threshold=1"), 2,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,9 +118,14 @@ def test_readme_hparams_search_runs_optuna_and_reports_the_best_trial(tmp_path):
     assert len(accuracy) == 2  # two Optuna trials, each its own run directory
     assert results.best_value == pytest.approx(max(accuracy.values()))  # maximised: the best is the highest
     best_job = max(accuracy, key=accuracy.get)
-    line = proc.stdout.strip().splitlines()[-1]
+    (line,) = [line for line in proc.stdout.splitlines() if line.startswith("best trial: ")]
     assert line.startswith("best trial: model.width=") and f"run dir {sweep / best_job}" in line
     assert str(sweep / "optimization_results.yaml") in line
+    # the sweep's comparison (every multirun writes one) names the same trial as best
+    (best,) = [line for line in (sweep / "comparison.md").read_text().splitlines() if line.startswith("best: ")]
+    width, lr, acc = re.fullmatch(r"best: model.width=(\d+) optim.lr=(\S+): test accuracy (\S+)", best).groups()
+    assert int(width) == results.best_params["model.width"] and float(acc) == round(results.best_value, 4)
+    assert float(lr) == pytest.approx(results.best_params["optim.lr"])
     assert_quiet(proc)
 
 
@@ -174,3 +180,39 @@ def test_help_describes_the_app_and_its_groups(tmp_path):
         assert line in text
     assert "  width: 64" in text  # the options, with their values
     assert "vpals-train -m hparams_search=width_lr" in text
+
+
+# 5. Figures ----------------------------------------------------------------------------------
+
+
+def test_training_curve_zooms_the_accuracy_axis_to_the_data(tmp_path):
+    from vpals_jax.train.plots import accuracy_limits, plot_training_curve
+
+    lo, hi = accuracy_limits([0.991, 0.995, 0.998])  # LinnOS: a flat line on a [0, 1] axis
+    assert 0.98 < lo < 0.991 and 0.998 < hi <= 1.001
+    lo, hi = accuracy_limits([0.0, 0.1875])  # a smoke run: the axis ends near its best, not at 1
+    assert lo == 0.0 and 0.1875 < hi < 0.25
+    records = [{"epoch": e, "train": {"loss": 1.0 / e, "accuracy": 0.99 + e / 1000},
+                "test": {"loss": 1.0 / e, "accuracy": 0.99 + e / 2000}} for e in range(1, 5)]  # fmt: skip
+    assert plot_training_curve(records, tmp_path / "curve.png").stat().st_size > 0
+
+
+# 6. Tab completion -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [("vpals-train hparams_search=", "hparams_search=width_lr"), ("vpals-verify verifier=c", "verifier=crown"),
+     ("vpals-export spe", "spec=")],
+)  # fmt: skip
+def test_tab_completion_as_the_readme_installs_it(tmp_path, line, expected):
+    """``eval "$(vpals-train -sc install=bash)"`` (README), then what bash asks on <TAB>."""
+    program = line.split()[0]
+    console_script(program)
+    script = (f'eval "$({program} -sc install=bash)"; COMP_LINE="{line}"; COMP_POINT={len(line)}; '
+              f'COMP_WORDS=({line}); COMP_CWORD={len(line.split()) - 1}; hydra_bash_completion; '
+              'printf "%s\\n" "${COMPREPLY[@]}"')  # fmt: skip
+    env = {**env_outside_checkout(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert expected in proc.stdout.split(), proc.stdout + proc.stderr

@@ -1,10 +1,11 @@
 """Verifiers for properties of ReLU networks, independent of any training framework.
 
 Public API (stable): ``ReluNetwork``, ``Box``, ``Monotonicity``, ``OutputBound``,
-``get_verifier``, ``Status``, ``Verdict``, ``Counterexample``.
+``DirectionalSlope``, ``get_verifier``, ``Status``, ``Verdict``, ``Counterexample``.
 """
 
 from verifiers.base import Verifier, get_verifier, register_verifier
+from verifiers.directional import DirectionalSlope
 from verifiers.network import ReluNetwork
 from verifiers.specs import Box, Monotonicity, OutputBound, Spec, register_spec, spec_from_dict
 from verifiers.verdict import Counterexample, Status, Verdict
@@ -12,6 +13,7 @@ from verifiers.verdict import Counterexample, Status, Verdict
 __all__ = [
     "Box",
     "Counterexample",
+    "DirectionalSlope",
     "Monotonicity",
     "OutputBound",
     "ReluNetwork",

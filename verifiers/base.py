@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from verifiers.network import ReluNetwork
+from verifiers.plugins import VERIFIER_GROUP, discover
 from verifiers.specs import Spec
 from verifiers.verdict import Counterexample, Status, Verdict
 
@@ -51,11 +52,12 @@ class Verifier(abc.ABC):
     def verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float = 30.0) -> Verdict:
         """Validate, run the backend, and keep only counterexamples that re-check in float64."""
         base = dict(backend=self.name, spec=spec.to_dict(), settings=self.settings())
-        if spec.kind not in self.supported_specs:
+        target = decided_form(spec, self.supported_specs)
+        if target is None:
             return Verdict(
                 status=Status.ERROR,
                 message=f"backend {self.name!r} does not support spec kind {spec.kind!r} "
-                f"(supported: {sorted(self.supported_specs)})",
+                f"(supported: {sorted(self.supported_specs)}; it reduces to none of them)",
                 **base,
             )
         try:
@@ -67,7 +69,8 @@ class Verifier(abc.ABC):
         if reason := spec.vacuous():
             return Verdict(status=Status.VERIFIED, verified_fraction=1.0, unresolved_fraction=0.0, message=reason, **base)
         start = time.perf_counter()
-        verdict = self._verify(net, spec, time_budget_s)
+        verdict = self._verify(target.scalar(net), target, time_budget_s)
+        verdict.spec = base["spec"]  # the verdict is about the spec asked, whatever decided it
         verdict.wall_time_s = time.perf_counter() - start
         return self._recheck(net, spec, verdict)
 
@@ -80,7 +83,7 @@ class Verifier(abc.ABC):
         for cex in verdict.counterexamples:
             margin = spec.violation(net, cex)
             if confirmed_margin(net, spec, cex) > 0:
-                outputs = net.forward([cex.x] + ([cex.x_prime] if cex.x_prime is not None else []))[:, 0]
+                outputs = spec.scalar(net).forward([cex.x] + ([cex.x_prime] if cex.x_prime is not None else []))[:, 0]
                 cex.f_x = float(outputs[0])
                 cex.f_x_prime = float(outputs[1]) if cex.x_prime is not None else None
                 cex.margin = float(margin)
@@ -134,10 +137,23 @@ def confirmed_margin(net: ReluNetwork, spec: Spec, cex: Counterexample) -> float
     return spec.violation(net, cex) - numeric_slack(net, cex)
 
 
+def decided_form(spec: Spec, supported: frozenset[str]) -> Spec | None:
+    """``spec`` or the first of its reductions (:meth:`Spec.reduced`) of a supported kind."""
+    seen = 0
+    while spec is not None and spec.kind not in supported and seen < 16:  # 16: a reduction cycle ends
+        spec, seen = spec.reduced(), seen + 1
+    return spec if spec is not None and spec.kind in supported else None
+
+
 def get_verifier(name: str, **options: Any) -> Verifier:
-    """Instantiate a registered backend by name (``ouroboros``, ``crown``, ``lirpa``, ``milp``...)."""
+    """Instantiate a registered backend by name (``ouroboros``, ``crown``, ``lirpa``, ``milp``, or
+    a plugin's: :mod:`verifiers.plugins`)."""
     if name not in VERIFIER_REGISTRY and name in _BACKEND_MODULES:
         importlib.import_module(f"verifiers.backends.{name}")
+    if name not in VERIFIER_REGISTRY:
+        found = discover(VERIFIER_GROUP, name)
+        if isinstance(found, type) and issubclass(found, Verifier) and found.name == name:
+            register_verifier(found)
     if name not in VERIFIER_REGISTRY:
         known = sorted(set(VERIFIER_REGISTRY) | set(_BACKEND_MODULES))
         raise ValueError(f"unknown verifier {name!r}; known: {known}")

@@ -81,8 +81,43 @@ class ReluNetwork:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
-    def gradient(self, x: np.ndarray, feature: int, output: int = 0) -> np.ndarray:
-        """d f_output / d x_feature in float64 (the ReLU derivative at 0 is taken as 0).
+    def select_output(self, k: int) -> ReluNetwork:
+        """The scalar network ``x -> f_k(x)``: the last layer cut to its column ``k``.
+
+        Why: every spec is a property of one output, and every backend decides scalar networks;
+        cutting the column is exact (no arithmetic), so a proof about the cut network is one about
+        output ``k``.
+        """
+        if not 0 <= k < self.n_outputs:
+            raise ValueError(f"ReluNetwork: output {k} does not exist (the network has {self.n_outputs} outputs)")
+        if self.n_outputs == 1:
+            return self
+        return ReluNetwork(self.weights[:-1] + (self.weights[-1][:, k : k + 1],), self.biases[:-1] + (self.biases[-1][k : k + 1],))
+
+    def direction_row(self, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``c @ W_1`` (the first step of the derivative chain along ``c``), a bound on its
+        rounding error per unit, and a bound on how far that error can move ``c . grad f_k`` for
+        any output and activation pattern (the error pushed through ``|W_2| ... |W_L|``, every ReLU
+        derivative lying in [0, 1]). Exact, with zero error, for a unit vector ``+-e_i``.
+        """
+        c = np.asarray(direction, dtype=np.float64).reshape(-1)
+        if c.size != self.n_inputs or not np.all(np.isfinite(c)):
+            raise ValueError(f"direction must be {self.n_inputs} finite numbers, got {c.size}")
+        row = c @ self.weights[0]
+        nz = np.flatnonzero(c)
+        if nz.size == 1 and abs(c[nz[0]]) == 1.0:
+            return row, np.zeros_like(row), 0.0
+        k = nz.size + 1  # products and additions: at most k roundings per term (Higham 3.1)
+        u = np.finfo(np.float64).eps / 2
+        err = 2 * (k * u / (1 - k * u)) * (np.abs(c) @ np.abs(self.weights[0])) + k * np.finfo(np.float64).smallest_subnormal
+        gain = err
+        for w in self.weights[1:]:
+            gain = gain @ np.abs(w)
+        return row, err, float(np.max(gain)) * (1 + 1e-9)
+
+    def gradient(self, x: np.ndarray, feature: int | np.ndarray, output: int = 0) -> np.ndarray:
+        """d f_output / d x_feature in float64 (the ReLU derivative at 0 is taken as 0); a vector
+        ``feature`` is a direction ``c`` and gives ``c . grad f_output``.
 
         Piecewise-linear networks are differentiable almost everywhere; this is a diagnostic
         and a sampling aid, never a proof.
@@ -93,11 +128,44 @@ class ReluNetwork:
             z = h @ w + b
             masks.append((z > 0).astype(np.float64))
             h = np.maximum(z, 0.0)
-        g = np.broadcast_to(self.weights[0][feature], (h.shape[0], self.weights[0].shape[1]))
+        first = self.weights[0][feature] if np.ndim(feature) == 0 else np.asarray(feature, np.float64) @ self.weights[0]
+        g = np.broadcast_to(first, (h.shape[0], self.weights[0].shape[1]))
         for mask, w in zip(masks, self.weights[1:]):
             g = (g * mask) @ w
         out = g[:, output]
         return out[0] if np.asarray(x).ndim == 1 else out
+
+    def certified_slope(self, x: np.ndarray, direction: np.ndarray) -> tuple[float, float] | None:
+        """``(s, e)`` with the exact directional derivative ``c . grad f`` at ``x`` in
+        ``[s - e, s + e]``, or None when some hidden pre-activation at ``x`` may be 0.
+
+        Why: a witness of a gradient spec is a point inside one linear piece of a scalar network;
+        every pre-activation there is provably non-zero (its float64 value exceeds a rigorous bound
+        on its rounding error, as in :func:`verifiers.base.numeric_slack`), so the activation
+        pattern and hence the gradient are those of an open neighbourhood of ``x``.
+        """
+        u = np.finfo(np.float64).eps / 2
+        h = np.asarray(x, dtype=np.float64).reshape(-1)
+        mag, err = np.abs(h), np.zeros_like(h)
+        g, gerr = self.direction_row(direction)[:2]
+        gmag = np.abs(np.asarray(direction, np.float64)) @ np.abs(self.weights[0])
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            gamma = 2 * (w.shape[0] + 1) * u / (1 - (w.shape[0] + 1) * u)
+            if k:
+                g = g @ w
+                gmag = gmag @ np.abs(w)
+                gerr = gerr @ np.abs(w) + gamma * gmag
+            if k == len(self.weights) - 1:
+                return float(g[0]), float(gerr[0] + 2 * gamma * gmag[0])
+            z = h @ w + b
+            mag = np.abs(w).T @ mag + np.abs(b)
+            err = np.abs(w).T @ err + gamma * mag
+            if np.any(np.abs(z) <= 2 * err):
+                return None
+            on = z > 0
+            h, mag, err = np.where(on, z, 0.0), np.where(on, mag + err, 0.0), np.where(on, err, 0.0)
+            g, gmag, gerr = np.where(on, g, 0.0), np.where(on, gmag, 0.0), np.where(on, gerr, 0.0)
+        raise AssertionError("unreachable: the last layer returns")
 
     def to_dict(self) -> dict:
         return {"weights": [w.tolist() for w in self.weights], "biases": [b.tolist() for b in self.biases]}

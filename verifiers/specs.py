@@ -14,6 +14,11 @@ box), feature ``i`` and tolerance ``t >= 0``:
 With ``t = 0`` this is exact monotonicity along ``e_i`` inside the box. A counterexample is a
 pair ``(x, x')`` with ``x' = x + d e_i``, ``d > 0``, both in ``R``, violating the inequality;
 its margin is the amount of the violation (positive).
+
+:class:`DirectionalSlope` is the general gradient family (``lower <= c . grad f <= upper``),
+:class:`OutputBound` bounds the output; every spec is about one output (``output``) of the
+network. A spec kind of one's own reduces to one of these (:meth:`Spec.reduced`) to be decided
+by the built-in backends (``docs/extending.md``).
 """
 
 from __future__ import annotations
@@ -30,15 +35,28 @@ if TYPE_CHECKING:
     from verifiers.network import ReluNetwork
     from verifiers.verdict import Counterexample
 
+from verifiers.plugins import SPEC_GROUP, discover
+
 SPEC_REGISTRY: dict[str, type[Spec]] = {}
 
 
 def register_spec(cls: type[Spec]) -> type[Spec]:
     """Class decorator: make a spec kind constructible by name (``spec_from_dict``)."""
-    if cls.kind in SPEC_REGISTRY:
+    if SPEC_REGISTRY.get(cls.kind, cls) is not cls:
         raise ValueError(f"spec kind {cls.kind!r} is already registered")
     SPEC_REGISTRY[cls.kind] = cls
     return cls
+
+
+def spec_class(kind: str) -> type[Spec]:
+    """The class of a registered kind, looking in plugins (:mod:`verifiers.plugins`) if needed."""
+    if kind not in SPEC_REGISTRY:
+        found = discover(SPEC_GROUP, kind)
+        if isinstance(found, type) and issubclass(found, Spec) and found.kind == kind:
+            register_spec(found)
+    if kind not in SPEC_REGISTRY:
+        raise ValueError(f"unknown spec kind {kind!r}; registered kinds: {sorted(SPEC_REGISTRY)}")
+    return SPEC_REGISTRY[kind]
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,28 +111,94 @@ class Box:
         return cls(d["lower"], d["upper"])
 
 
+@dataclass(frozen=True, eq=False)
+class SlopeBounds:
+    """``lower <= c . grad f <= upper`` (either side None): the per-box objective of the gradient
+    backends and of the training loop's slope hinges (``sign * c . grad f + shift >= 0``)."""
+
+    direction: np.ndarray
+    lower: float | None
+    upper: float | None
+
+    def sides(self) -> list[tuple[float, float]]:
+        """``(sign, shift)`` per bound given: ``+1, -lower`` and ``-1, +upper``."""
+        return [(s, v) for s, v in ((1.0, None if self.lower is None else -self.lower),
+                                    (-1.0, self.upper)) if v is not None]  # fmt: skip
+
+
+class RawUnits:
+    """How a spec file's raw units map to the network's: ``x_n = (x - x_min) / x_scale`` and
+    ``y_n = (y - y_min) / y_scale`` (a min-max normaliser; no Flax, no pandas)."""
+
+    def __init__(self, feature_names: Sequence[str], x_scale: Sequence[float], y_min: float, y_scale: float):
+        self.feature_names = list(feature_names)
+        self.x_scale = np.asarray(x_scale, dtype=np.float64)
+        self.y_min, self.y_scale = float(y_min), float(y_scale)
+
+    def feature(self, name: str) -> int:
+        if name not in self.feature_names:
+            raise ValueError(f"unknown feature {name!r}; the model's features are {self.feature_names}")
+        return self.feature_names.index(name)
+
+    def output_value(self, y: float) -> float:
+        return (float(y) - self.y_min) / self.y_scale
+
+    def slope(self, value: float, feature: int) -> float:
+        """A slope in output units per unit of ``feature`` -> normalised units."""
+        return float(value) * self.x_scale[feature] / self.y_scale
+
+
 class Spec(abc.ABC):
-    """A property of a scalar-output network over a box ``region``."""
+    """A property of one output (``output``) of a network over a box ``region``."""
 
     kind: ClassVar[str]
     region: Box
+    output: int = 0  # which output of a multi-output network; dataclass specs make it a field
 
     def validate_for(self, net: ReluNetwork) -> None:
         """Raise ValueError with a one-line reason if the spec does not fit ``net``."""
-        if net.n_outputs != 1:
-            raise ValueError(f"{self.kind} specs need a single-output network, got {net.n_outputs} outputs")
+        if not 0 <= self.output < net.n_outputs:
+            raise ValueError(f"{self.kind}: output {self.output} does not exist, the network has {net.n_outputs}")
         if self.region.dim != net.n_inputs:
             raise ValueError(
                 f"{self.kind}: region has {self.region.dim} dimensions but the network has {net.n_inputs} inputs"
             )
 
-    def vacuous(self) -> str | None:
-        """Why the spec holds for every network (no counterexample can exist), or None."""
+    def scalar(self, net: ReluNetwork) -> ReluNetwork:
+        """The network of this spec's output (a single-output network is taken as that output)."""
+        return net if net.n_outputs == 1 else net.select_output(self.output)
+
+    def reduced(self) -> Spec | None:
+        """A spec of another kind with exactly this spec's semantics, decided in its place by a
+        backend that does not know this kind (``docs/extending.md``); None: no such spec."""
         return None
 
-    @abc.abstractmethod
+    def slope_bounds(self) -> SlopeBounds | None:
+        """The gradient bounds whose proof on every box proves this spec (None: not a slope spec)."""
+        red = self.reduced()
+        return None if red is None else red.slope_bounds()
+
+    def vacuous(self) -> str | None:
+        """Why the spec holds for every network (no counterexample can exist), or None."""
+        red = self.reduced()
+        return None if red is None else red.vacuous()
+
     def violation(self, net: ReluNetwork, cex: Counterexample) -> float:
-        """Re-check ``cex`` on ``net`` in float64; return its violation margin (> 0 iff real)."""
+        """Re-check ``cex`` on ``net`` in float64; return its violation margin (> 0 iff real).
+
+        By default the reduced spec's check, so that a kind defined by reduction is re-checked
+        exactly as the kind that decides it."""
+        red = self.reduced()
+        if red is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither violation nor reduced")
+        return red.violation(net, cex)
+
+    @classmethod
+    def from_raw(cls, entry: dict[str, Any], region: Box, units: RawUnits) -> Spec:
+        """Build from a spec-file entry (``kind``, ``region`` and ``plugin`` removed) in raw units.
+
+        By default the entry's values are taken in network space (``from_dict``)."""
+        return cls.from_dict({"kind": cls.kind, "region": region.to_dict(), **entry})
 
     @abc.abstractmethod
     def to_dict(self) -> dict:
@@ -137,8 +221,10 @@ class Monotonicity(Spec):
     region: Box
     tolerance: float = 0.0
     name: str = field(default="")
+    output: int = 0
 
     def __post_init__(self) -> None:
+        _check_output(self)
         if self.direction not in ("increasing", "decreasing"):
             raise ValueError(f"Monotonicity: direction must be 'increasing' or 'decreasing', got {self.direction!r}")
         is_index = isinstance(self.feature, (int, np.integer)) and not isinstance(self.feature, (bool, np.bool_))
@@ -172,6 +258,12 @@ class Monotonicity(Spec):
             return 0.0
         return float(np.nextafter(self.tolerance / w, 0.0))
 
+    def slope_bounds(self) -> SlopeBounds:
+        """``sign * df/dx_i >= -slope_allowance``: sufficient for the spec (necessary when t = 0)."""
+        a = self.slope_allowance
+        e = np.eye(self.region.dim)[self.feature]
+        return SlopeBounds(e, -a, None) if self.sign > 0 else SlopeBounds(e, None, a)
+
     def vacuous(self) -> str | None:
         if self.region.widths[self.feature] == 0:
             return f"feature {self.feature} is fixed in the region: no pair (x, x') exists"
@@ -189,7 +281,7 @@ class Monotonicity(Spec):
             return -math.inf
         if np.any(x[others] != xp[others]) or not xp[self.feature] > x[self.feature]:
             return -math.inf
-        fx, fxp = (float(v) for v in net.forward(np.stack([x, xp]))[:, 0])
+        fx, fxp = (float(v) for v in self.scalar(net).forward(np.stack([x, xp]))[:, 0])
         return self.sign * (fx - fxp) - self.tolerance
 
     def to_dict(self) -> dict:
@@ -200,6 +292,7 @@ class Monotonicity(Spec):
             "direction": self.direction,
             "tolerance": float(self.tolerance),
             "region": self.region.to_dict(),
+            **_output_entry(self),
         }
 
     @classmethod
@@ -210,6 +303,7 @@ class Monotonicity(Spec):
             region=Box.from_dict(d["region"]),
             tolerance=float(d.get("tolerance", 0.0)),
             name=d.get("name", ""),
+            output=int(d.get("output", 0)),
         )
 
 
@@ -223,8 +317,10 @@ class OutputBound(Spec):
     upper: float | None
     region: Box
     name: str = field(default="")
+    output: int = 0
 
     def __post_init__(self) -> None:
+        _check_output(self)
         if self.lower is None and self.upper is None:
             raise ValueError("OutputBound: give at least one of lower and upper")
         for side in ("lower", "upper"):
@@ -238,7 +334,7 @@ class OutputBound(Spec):
         x = np.asarray(cex.x, dtype=np.float64)
         if x.size != self.region.dim or not self.region.contains(x):
             return -math.inf
-        fx = float(net.forward(x)[0])
+        fx = float(self.scalar(net).forward(x)[0])
         lo = -math.inf if self.lower is None else self.lower - fx
         hi = -math.inf if self.upper is None else fx - self.upper
         return max(lo, hi)
@@ -250,6 +346,7 @@ class OutputBound(Spec):
             "lower": self.lower,
             "upper": self.upper,
             "region": self.region.to_dict(),
+            **_output_entry(self),
         }
 
     @classmethod
@@ -259,12 +356,22 @@ class OutputBound(Spec):
             upper=None if d.get("upper") is None else float(d["upper"]),
             region=Box.from_dict(d["region"]),
             name=d.get("name", ""),
+            output=int(d.get("output", 0)),
         )
+
+
+def _check_output(spec: Spec) -> None:
+    o = spec.output
+    if isinstance(o, (bool, np.bool_)) or not isinstance(o, (int, np.integer)) or o < 0:
+        raise ValueError(f"{type(spec).__name__}: output must be a non-negative index, got {o!r}")
+
+
+def _output_entry(spec: Spec) -> dict[str, int]:
+    """``output`` in ``to_dict`` only when it is not 0, so that the digests of single-output
+    specs (certificates, ``vpals_jax.certificate.spec_digest``) do not change."""
+    return {"output": int(spec.output)} if spec.output else {}
 
 
 def spec_from_dict(d: dict[str, Any]) -> Spec:
     """Build any registered spec kind from its ``to_dict`` form."""
-    kind = d.get("kind")
-    if kind not in SPEC_REGISTRY:
-        raise ValueError(f"unknown spec kind {kind!r}; registered kinds: {sorted(SPEC_REGISTRY)}")
-    return SPEC_REGISTRY[kind].from_dict(d)
+    return spec_class(d.get("kind")).from_dict(d)

@@ -207,8 +207,6 @@ def summary(result: dict[str, Any]) -> str:
 
 
 register_configs()
-# "Unable to initialize backend 'tpu'" on every run without a TPU: JAX's platform probe, at INFO.
-logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 @one_line_config_errors("vpals-evaluate")

@@ -12,8 +12,15 @@ A spec file (``conf/spec/<name>.yaml``) looks like::
       - {kind: output_bound, lower: 0.0}     # bounds and tolerances in the target's raw units
 
 Tolerances and output bounds of the built-in kinds are in the target's raw units (ms, us...), so
-an operator can write "never below 0 ms" without knowing the normaliser. Any other kind
-registered with ``verifiers.register_spec`` is passed through with its values in network space.
+an operator can write "never below 0 ms" without knowing the normaliser. A gradient spec::
+
+      - {kind: directional_slope, direction: {cg_psi_cpu_some_pct: 1, cg_psi_mem_some_pct: 1}, lower: 0.0}
+
+bounds the slope along a raw step (here +1 % of both) in target units per step
+(``verifiers.DirectionalSlope.from_raw`` converts it). Any other kind registered with
+``verifiers.register_spec`` is built by its class's ``from_raw`` (by default: values in network
+space); an entry's ``plugin: my_module`` (a module name or a ``.py`` path) is imported first, so
+a kind defined in a user's own file works from a spec file (``docs/extending.md``).
 
 One spec set serves models trained on different feature subsets (a table without
 ``mem_limit_mb``): with ``missing_features: skip`` (the default) a monotonicity spec on a feature
@@ -32,7 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from verifiers import Box, Monotonicity, OutputBound, Spec, spec_from_dict
+from verifiers import Box, Monotonicity, OutputBound, Spec
+from verifiers.plugins import load_plugin
+from verifiers.specs import RawUnits, spec_class
 from vpals_jax.config import SpecSetConfig
 from vpals_jax.data import schema
 from vpals_jax.data.normalizer import MinMaxNormalizer
@@ -132,8 +141,11 @@ def build_specs(cfg: SpecSetConfig | Mapping[str, Any], normalizer: MinMaxNormal
     get = cfg.get if isinstance(cfg, Mapping) else lambda k, d=None: getattr(cfg, k, d)
     space = get("space", "raw")
     shared, entries, _ = applicable_specs(cfg, normalizer.feature_names)
+    units = RawUnits(normalizer.feature_names, normalizer.x_scale, normalizer.y_min, normalizer.y_scale)
     specs: list[Spec] = []
     for i, entry in entries:
+        if plugin := entry.pop("plugin", None):
+            load_plugin(str(plugin))
         kind = entry.pop("kind", "monotonicity")
         region = build_region({**shared, **(entry.pop("region", None) or {})}, normalizer, space)
         if kind == "monotonicity":
@@ -152,9 +164,11 @@ def build_specs(cfg: SpecSetConfig | Mapping[str, Any], normalizer: MinMaxNormal
                                upper=None if hi is None else float(normalizer.transform_y(hi)),
                                region=region, name=name)  # fmt: skip
         else:
-            # Other registered kinds (verifiers.register_spec) take their values in network space.
             name = entry.get("name", kind)
-            spec = spec_from_dict({"kind": kind, "region": region.to_dict(), **entry})
+            try:
+                spec = spec_class(kind).from_raw(entry, region, units)
+            except (KeyError, TypeError) as e:  # a missing or unexpected key of the kind's own
+                raise ValueError(f"spec {i} ({name}): {type(e).__name__}: {e}") from e
             entry = {}
         if entry:
             raise ValueError(f"spec {i} ({name}): unknown key(s) {sorted(entry)}")

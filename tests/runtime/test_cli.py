@@ -49,7 +49,7 @@ def test_stdin_survives_malformed_lines_and_loses_none(certified_run):
     proc = predict_cli(f"run_dir={run_dir}", "input=-", stdin="\n".join(lines) + "\n")
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [o["line"] for o in out] == [1, 2, 3, 4, 5, 6]
+    assert [o["row"] for o in out] == [1, 2, 3, 4, 5, 6]
     assert "error" in out[1] and "error" in out[3] and out[4]["status"] == "invalid"
     assert all("prediction" in out[i] for i in (0, 2, 4, 5))
     assert "2 malformed line(s)" in proc.stderr
@@ -90,7 +90,7 @@ def test_missing_run_directory_is_one_line(tmp_path):
 @pytest.mark.skipif(not os.path.exists("/proc/pressure/cpu"), reason="this kernel exposes no PSI (/proc/pressure)")
 def test_watch_reads_live_metrics(certified_run):
     run_dir, _ = certified_run
-    proc = predict_cli("--watch", f"run_dir={run_dir}", "interval=0.3", "count=2", "slo_ms=1000")
+    proc = predict_cli("--watch", f"run_dir={run_dir}", "interval=0.3", "count=2", "slo=1000")
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(out) == 2 and all(o["status"] in ("verified", "unverified_region", "out_of_distribution")
@@ -110,7 +110,7 @@ def test_intervals_csv_output_and_the_drift_alarm_on_a_calibrated_run(calibrated
     frame["latency_p50_ms"] = point * noise * np.where(np.arange(len(x)) < 300, 1.0, 3.0)
     path = tmp_path / "m.csv"
     frame.to_csv(path, index=False)
-    proc = predict_cli(f"run_dir={run_dir}", f"input={path}", "slo_ms=1e9", "batch=100")
+    proc = predict_cli(f"run_dir={run_dir}", f"input={path}", "slo=1e9", "batch=100")
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(line) for line in proc.stdout.splitlines()]
     assert all(o["lower"] < o["prediction"] < o["upper"] for o in out)

@@ -137,7 +137,7 @@ def test_a_run_without_calibration_serves_points_and_says_so(certified_run):
     pred = p.predict(inside_rows(certified_run[1], n=3))
     assert (pred.status == "verified").all() and np.isnan(pred.lower).all() and np.isnan(pred.upper).all()
     assert p.describe()["intervals"] == "none (the run has no calibration)"
-    out = p.decide(inside_rows(certified_run[1], n=3), slo_ms=1e9)
+    out = p.decide(inside_rows(certified_run[1], n=3), slo=1e9)
     assert (out.decision == "stay").all() and out.reason.str.contains("no calibration").all()
 
 
@@ -150,13 +150,13 @@ def test_the_decision_rule_on_hand_made_intervals(certified_run):
     lat = hand.predict(x).latency
     np.testing.assert_allclose(hand.predict(x).upper - lat, 1.0)
     rows, slo = x[[0, 0, 0, 3]], float(lat[0])
-    for slo_ms, want in ((slo - 1.5, "migrate"), (slo + 1.5, "stay"), (slo - 0.5, "defer"), (slo + 0.5, "defer")):
-        out = hand.decide(rows, slo_ms=slo_ms)
-        assert list(out.decision) == [want] * 3 + ["defer"], (slo_ms, list(out.reason))
+    for limit, want in ((slo - 1.5, "migrate"), (slo + 1.5, "stay"), (slo - 0.5, "defer"), (slo + 0.5, "defer")):
+        out = hand.decide(rows, slo=limit)
+        assert list(out.decision) == [want] * 3 + ["defer"], (limit, list(out.reason))
         assert out.reason[3] == "prediction not trusted: unverified_region"
-    assert "straddles the SLO" in hand.decide(rows[:1], slo_ms=slo)["reason"][0]
+    assert "straddles the SLO" in hand.decide(rows[:1], slo=slo)["reason"][0]
     # the point rule would have acted on the same row: the interval is what makes it defer
-    assert SafePredictor(p.net, p.normalizer, p.regions).decide(rows[:1], slo_ms=slo - 0.5)["decision"][0] == "migrate"
+    assert SafePredictor(p.net, p.normalizer, p.regions).decide(rows[:1], slo=slo - 0.5)["decision"][0] == "migrate"
 
 
 def tampered(cal: dict, what: str, rng: np.random.Generator) -> dict | None:

@@ -93,13 +93,13 @@ def test_decisions(predictor, certified_run):
     x = inside_rows(certified_run[1], n=3)
     x[2, 4] = np.inf
     lat = predictor.predict(x).latency
-    out = predictor.decide(x, slo_ms=float((lat[0] + lat[1]) / 2))
+    out = predictor.decide(x, slo=float((lat[0] + lat[1]) / 2))
     lo, hi = sorted([0, 1], key=lambda i: lat[i])
     assert out.decision[lo] == "stay" and out.decision[hi] == "migrate"
     assert out.decision[2] == "defer" and out.reason[2] == "invalid input"
     slow = predictor.decide(x[:2], max_slowdown=1.0)
     assert (slow.slowdown >= 1.0 - 1e-9).all()  # pressure can only slow the task down: monotone model
-    with pytest.raises(ValueError, match="slo_ms and/or max_slowdown"):
+    with pytest.raises(ValueError, match="slo and/or max_slowdown"):
         predictor.decide(x)
 
 

@@ -92,13 +92,13 @@ def test_bound_fn_compiles_once_per_shape():
     lo, hi = random_boxes(np.random.default_rng(5), 64, 3)
     fn = B.make_monotonicity_bound_fn(random_relu_net(3, (9, 9), seed=0), 0, 1.0, region)
     fn(lo, hi)
-    before = B._monotonicity_lower_jit._cache_size()
+    before = B._slope_jit._cache_size()
     for seed in range(1, 4):
         for feature in range(3):
             fn = B.make_monotonicity_bound_fn(random_relu_net(3, (9, 9), seed=seed), feature, -1.0, region)
             res = fn(lo, hi)
             assert res.lower.shape == (64,) and res.split_score.shape == (64, 3)
-    assert B._monotonicity_lower_jit._cache_size() == before
+    assert B._slope_jit._cache_size() == before
 
 
 def test_output_bound_fn_is_sound():

@@ -270,8 +270,8 @@ def test_spec_network_mismatch_gives_error_verdict():
     )
     assert v.status == Status.ERROR and "region has 4 dimensions but the network has 3 inputs" in v.message
     two_out = random_relu_net(3, (4,), n_outputs=2)
-    v = get_verifier("ouroboros").verify(two_out, OutputBound(lower=0.0, upper=None, region=unit_box(3)))
-    assert v.status == Status.ERROR and "single-output" in v.message
+    v = get_verifier("ouroboros").verify(two_out, OutputBound(lower=0.0, upper=None, region=unit_box(3), output=2))
+    assert v.status == Status.ERROR and "output 2 does not exist" in v.message
     v = get_verifier("ouroboros").verify(
         small_net(), OutputBound(lower=0.0, upper=None, region=unit_box(3)), time_budget_s=0.0
     )

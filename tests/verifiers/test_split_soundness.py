@@ -30,6 +30,8 @@ BACKENDS = [
     ("ouroboros", {"n_samples": 1, "n_grid": 2, "max_boxes": 64}),
     ("ouroboros", {"relu_split": True, "n_samples": 1, "n_grid": 2, "max_boxes": 64}),
     ("crown", {"relu_split": True, "n_samples": 1, "n_grid": 2, "max_boxes": 9}),
+    ("ouroboros", {"tolerance_form": "drop", "n_samples": 1, "n_grid": 2, "max_boxes": 4096}),
+    ("crown", {"tolerance_form": "drop", "relu_split": True, "n_samples": 1, "n_grid": 2, "max_boxes": 512}),
     ("milp", {}),
     ("lirpa", {"n_samples": 1, "n_grid": 2, "max_boxes": 64}),
     ("lirpa", {"formulation": "difference", "n_samples": 1, "n_grid": 2, "max_boxes": 64}),

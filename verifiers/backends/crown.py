@@ -29,10 +29,9 @@ cache, and breadth-first search starts with tiny pools), ``n_samples`` (witness 
 intermediate derivative layers by intervals only, see :meth:`LinearBounder.derivative`),
 ``hybrid_milp`` (False), ``hybrid_fraction`` (0.5), ``milp_abs_tol`` (1e-7), ``milp_threads`` (1),
 ``compile_budget_s`` (60: bounds the first bound call, which compiles; not charged to the time
-budget, reported as the verdict's ``compile_s``), ``relu_split`` (False), ``relu_fraction``
-(0.5) and ``relu_max_nodes`` (100000): monotonicity boxes left by the linear-bound search go to
-activation branch and bound (:mod:`verifiers.search.relu_split`) for that share of the splitting
-budget, before any MILP.
+budget, reported as the verdict's ``compile_s``), and the finishers of monotonicity specs, run
+before any MILP (activation splitting, the drop budget; off by default): ``relu_split``,
+``relu_fraction``, ``relu_max_nodes``, ``tolerance_form`` (:mod:`verifiers.search.finish`).
 """
 
 from __future__ import annotations
@@ -44,11 +43,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from verifiers.base import Verifier, confirmed_margin, register_verifier
-from verifiers.bounds.linear import LinearBounder
+from verifiers.bounds.linear import LinearBounder, make_linear_slope_bound_fn
 from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
+from verifiers.directional import DirectionalSlope
 from verifiers.milp import decide_monotonicity_box, decide_output_box
+from verifiers.milp.slope import decide_slope_box
 from verifiers.network import ReluNetwork
-from verifiers.search.relu_split import finish_with_relu_splits
+from verifiers.search.finish import FINISH_DEFAULTS, check_finish_options, finish_monotonicity, search_share, search_shift
 from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Status, Verdict
@@ -76,11 +77,12 @@ def make_crown_monotonicity_bound_fn(
     iters: int = 10,
     lr: float = 0.3,
     crown_v: bool = False,
+    shift: float | None = None,
 ) -> BoundFn:
-    """Bounding function of the splitting engine for ``sign * df/dx_i + t / W_i``."""
+    """Bounding function of the splitting engine for ``sign * df/dx_i + shift`` (default ``t / W_i``)."""
     region = spec.region
     i, sign = spec.feature, spec.sign
-    shift = spec.slope_allowance
+    shift = spec.slope_allowance if shift is None else shift
     rel = np.where(region.widths > 0, 1.0 / np.where(region.widths > 0, region.widths, 1.0), 0.0)
 
     def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
@@ -135,7 +137,7 @@ class CrownVerifier(Verifier):
     """Linear-bound branch and bound, optionally finished by MILP (see the module docstring)."""
 
     name: ClassVar[str] = "crown"
-    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound"})
+    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound", "directional_slope"})
     _DEFAULTS: ClassVar[dict[str, Any]] = {
         "max_boxes": 200_000,
         "batch_size": 64,
@@ -143,9 +145,7 @@ class CrownVerifier(Verifier):
         "n_grid": 32,
         "seed": 0,
         "compile_budget_s": 60.0,
-        "relu_split": False,
-        "relu_fraction": 0.5,
-        "relu_max_nodes": 100_000,
+        **FINISH_DEFAULTS,
         "order": "breadth",
         "split": "coef",
         "iters": 10,
@@ -167,7 +167,7 @@ class CrownVerifier(Verifier):
             raise ValueError(f"{self.name}: iters must be a non-negative integer, got {it!r}")
         if isinstance(opts["lr"], bool) or not isinstance(opts["lr"], (int, float)) or not opts["lr"] > 0:
             raise ValueError(f"{self.name}: lr must be a positive number, got {opts['lr']!r}")
-        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "milp_threads", "relu_max_nodes"):
+        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "milp_threads"):
             v = opts[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{self.name}: {key} must be a positive integer, got {v!r}")
@@ -187,11 +187,7 @@ class CrownVerifier(Verifier):
         cb = opts["compile_budget_s"]
         if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 < cb < math.inf:
             raise ValueError(f"{self.name}: compile_budget_s must be a positive number of seconds, got {cb!r}")
-        if not isinstance(opts["relu_split"], bool):
-            raise ValueError(f"{self.name}: relu_split must be True or False, got {opts['relu_split']!r}")
-        rf = opts["relu_fraction"]
-        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 0 < rf < 1:
-            raise ValueError(f"{self.name}: relu_fraction must be in (0, 1), got {rf!r}")
+        check_finish_options(self.name, opts)
         super().__init__(**opts)
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
@@ -200,18 +196,19 @@ class CrownVerifier(Verifier):
         base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         bounder = LinearBounder(net, batch_size=o["batch_size"])
         if isinstance(spec, Monotonicity):
-            bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"])
+            bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"],
+                                                        shift=search_shift(spec, o))  # fmt: skip
         elif isinstance(spec, OutputBound):
             bound_fn = make_crown_output_bound_fn(bounder, spec, o["split"])
+        elif isinstance(spec, DirectionalSlope):
+            bound_fn = make_linear_slope_bound_fn(bounder, spec.slope_bounds(), spec.region, o["split"], o["iters"],
+                                                  o["lr"], o["crown_v"])  # fmt: skip
         else:  # pragma: no cover - guarded by supported_specs
             raise AssertionError(spec.kind)
         split_budget = time_budget_s * (o["hybrid_fraction"] if o["hybrid_milp"] else 1.0)
-        relu = o["relu_split"] and isinstance(spec, Monotonicity)
-        res = search(net, spec, bound_fn, o, split_budget * ((1.0 - o["relu_fraction"]) if relu else 1.0))
-        if relu:
-            res = finish_with_relu_splits(net, spec, res, batch_size=o["batch_size"], max_nodes=o["relu_max_nodes"],
-                                          deadline=start + res.compile_s + split_budget,
-                                          compile_budget_s=o["compile_budget_s"])  # fmt: skip
+        res = search(net, spec, bound_fn, o, split_budget * search_share(spec, o))
+        if isinstance(spec, Monotonicity):
+            res = finish_monotonicity(net, spec, res, o, deadline=start + res.compile_s + split_budget)
         verdict = Verdict(**res.verdict_fields(), **base)
         if o["hybrid_milp"] and res.status in (Status.UNKNOWN, Status.TIMEOUT) and len(res.unresolved_lower):
             deadline = start + res.compile_s + time_budget_s  # compilation is not the MILP's to pay
@@ -245,7 +242,7 @@ def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, 
                 n_samples=64,
             )
         else:
-            dec = decide_output_box(
+            dec = (decide_slope_box if isinstance(spec, DirectionalSlope) else decide_output_box)(
                 net,
                 spec,
                 lo,

@@ -13,7 +13,9 @@ import time
 from typing import Any, ClassVar
 
 from verifiers.base import Verifier, register_verifier
+from verifiers.directional import DirectionalSlope
 from verifiers.milp.decide import BoxDecision, decide_monotonicity_box, decide_output_box
+from verifiers.milp.slope import decide_slope_box
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, Spec
 from verifiers.verdict import Status, Verdict
@@ -24,7 +26,7 @@ class MilpVerifier(Verifier):
     """Exact verification with one MILP per question (see the module docstring)."""
 
     name: ClassVar[str] = "milp"
-    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound"})
+    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound", "directional_slope"})
     _DEFAULTS: ClassVar[dict[str, Any]] = {
         "abs_tol": 1e-7,
         "worst_case": False,
@@ -53,6 +55,19 @@ class MilpVerifier(Verifier):
         region = spec.region
         if isinstance(spec, Monotonicity):
             dec = decide_monotonicity_box(
+                net,
+                spec,
+                region.lower,
+                region.upper,
+                deadline=deadline,
+                abs_tol=o["abs_tol"],
+                worst_case=o["worst_case"],
+                max_nogood=o["max_nogood"],
+                threads=o["threads"],
+                rel_gap=o["mip_rel_gap"],
+            )
+        elif isinstance(spec, DirectionalSlope):
+            dec = decide_slope_box(
                 net,
                 spec,
                 region.lower,

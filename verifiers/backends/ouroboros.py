@@ -22,9 +22,9 @@ Options: ``max_boxes`` (box budget, default 200000), ``batch_size`` (default 512
 ``order`` (``"breadth"``, the Ouroboros order, or ``"best"``), ``precision``, ``n_grid``
 (grid points per line in the monotonicity witness search), ``compile_budget_s`` (60: the
 first bound call, which compiles, is bounded by it and reported as the verdict's ``compile_s``;
-the time budget is the search's after it), ``relu_split`` (False: when True, monotonicity specs
-give ``relu_fraction`` (0.5) of the time budget and ``relu_max_nodes`` (100000) nodes to
-activation branch and bound on the boxes the input search left, :mod:`verifiers.search.relu_split`).
+the time budget is the search's after it), and the finishers of monotonicity specs (activation
+splitting, the drop budget; off by default): ``relu_split``, ``relu_fraction``,
+``relu_max_nodes``, ``tolerance_form`` (:mod:`verifiers.search.finish`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ from typing import Any, ClassVar
 import jax
 
 from verifiers.base import Verifier, register_verifier
-from verifiers.bounds.interval import PRECISIONS, make_monotonicity_bound_fn, make_output_bound_fn
+from verifiers.bounds.interval import PRECISIONS, make_monotonicity_bound_fn, make_output_bound_fn, make_slope_bound_fn
+from verifiers.directional import DirectionalSlope
 from verifiers.network import ReluNetwork
-from verifiers.search.relu_split import finish_with_relu_splits
+from verifiers.search.finish import FINISH_DEFAULTS, check_finish_options, finish_monotonicity, search_share, search_shift
 from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Verdict
@@ -53,16 +54,14 @@ class OuroborosVerifier(Verifier):
     """Interval-gradient branch and bound (see the module docstring)."""
 
     name: ClassVar[str] = "ouroboros"
-    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound"})
+    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound", "directional_slope"})
     _DEFAULTS: ClassVar[dict[str, Any]] = {
         "max_boxes": 200_000,
         "batch_size": None,
         "n_samples": 1024,
         "seed": 0,
         "compile_budget_s": 60.0,
-        "relu_split": False,
-        "relu_fraction": 0.5,
-        "relu_max_nodes": 100_000,
+        **FINISH_DEFAULTS,
         "order": "breadth",
         "precision": "float64",
         "n_grid": 32,
@@ -75,7 +74,7 @@ class OuroborosVerifier(Verifier):
         opts = {**self._DEFAULTS, **options}
         if opts["batch_size"] is None:
             opts["batch_size"] = _default_batch_size()
-        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "relu_max_nodes"):
+        for key in ("max_boxes", "batch_size", "n_samples", "n_grid"):
             v = opts[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"ouroboros: {key} must be a positive integer, got {v!r}")
@@ -88,11 +87,7 @@ class OuroborosVerifier(Verifier):
         cb = opts["compile_budget_s"]
         if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 < cb < math.inf:
             raise ValueError(f"ouroboros: compile_budget_s must be a positive number of seconds, got {cb!r}")
-        if not isinstance(opts["relu_split"], bool):
-            raise ValueError(f"ouroboros: relu_split must be True or False, got {opts['relu_split']!r}")
-        rf = opts["relu_fraction"]
-        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 0 < rf < 1:
-            raise ValueError(f"ouroboros: relu_fraction must be in (0, 1), got {rf!r}")
+        check_finish_options("ouroboros", opts)
         super().__init__(**opts)
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
@@ -101,17 +96,16 @@ class OuroborosVerifier(Verifier):
         region = spec.region
         if isinstance(spec, Monotonicity):
             bound_fn = make_monotonicity_bound_fn(
-                net, spec.feature, spec.sign, region, o["precision"], shift=spec.slope_allowance
+                net, spec.feature, spec.sign, region, o["precision"], shift=search_shift(spec, o)
             )
         elif isinstance(spec, OutputBound):
             bound_fn = make_output_bound_fn(net, spec.lower, spec.upper, region, o["precision"])
+        elif isinstance(spec, DirectionalSlope):
+            bound_fn = make_slope_bound_fn(net, spec.slope_bounds(), region, o["precision"])
         else:  # pragma: no cover - guarded by supported_specs in Verifier.verify
             raise AssertionError(spec.kind)
-        relu = o["relu_split"] and isinstance(spec, Monotonicity)
         start = time.perf_counter()
-        res = search(net, spec, bound_fn, o, time_budget_s * ((1.0 - o["relu_fraction"]) if relu else 1.0))
-        if relu:
-            res = finish_with_relu_splits(net, spec, res, batch_size=o["batch_size"], max_nodes=o["relu_max_nodes"],
-                                          deadline=start + res.compile_s + time_budget_s,
-                                          compile_budget_s=o["compile_budget_s"])  # fmt: skip
+        res = search(net, spec, bound_fn, o, time_budget_s * search_share(spec, o))
+        if isinstance(spec, Monotonicity):
+            res = finish_monotonicity(net, spec, res, o, deadline=start + res.compile_s + time_budget_s)
         return Verdict(**res.verdict_fields(), **base)

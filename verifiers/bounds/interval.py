@@ -42,7 +42,7 @@ import numpy as np
 from verifiers.bounds.jit_cache import note_network_shape
 from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
 from verifiers.network import ReluNetwork
-from verifiers.specs import Box
+from verifiers.specs import Box, SlopeBounds
 
 _HI = jax.lax.Precision.HIGHEST
 PRECISIONS = {"float64": np.float64, "float32": np.float32}
@@ -165,36 +165,43 @@ def _sign_clamp(gl, gh, hl, hh, nonneg_col, nonpos_col):
 
 
 def _gradient(dn: DeviceNet, lo, hi, feature):
-    """Bounds ``(g_lo, g_hi)`` of ``df/dx_feature`` over each box, shape ``(B, n_out)``.
+    """Bounds ``(g_lo, g_hi)`` of ``df/dx_feature`` over each box, shape ``(B, n_out)``."""
+    return _gradient_from(dn, lo, hi, dn.w1_lo[feature], dn.w1_hi[feature])
 
-    Layer ``k + 1`` needs ``relu(z_k) W`` (IBP) and ``(D_k g_k) W`` (gradient) with the same
-    ``W``: both are stacked into one pair of matmuls of ``2B`` rows (faster than four of ``B``).
-    """
+
+def _gradient_from(dn: DeviceNet, lo, hi, row_lo, row_hi):
+    """Bounds of the derivative along ``c`` whose first step ``c W_1`` lies in ``[row_lo, row_hi]``."""
     batch = lo.shape[0]
-    n_layers = len(dn.weights)
-    gl = jnp.broadcast_to(dn.w1_lo[feature], (batch, dn.w1_lo.shape[1]))
-    gh = jnp.broadcast_to(dn.w1_hi[feature], (batch, dn.w1_hi.shape[1]))
+    gl = jnp.broadcast_to(row_lo, (batch, row_lo.shape[0]))
+    gh = jnp.broadcast_to(row_hi, (batch, row_hi.shape[0]))
     c, r = (lo + hi) / 2.0, (hi - lo) / 2.0
     zl, zh = _affine(c, r, dn.weights[0], dn.abs_weights[0], dn.biases[0], dn.colsum[0], dn.gamma)
-    for k in range(1, n_layers):
-        c, r = _relu_intervals(zl, zh)
-        hl, hh = _apply_relu_derivative(gl, gh, zl, zh)
-        last = k == n_layers - 1
-        if last:  # the output's IBP bounds are not needed
-            cs, rs = (hl + hh) / 2.0, (hh - hl) / 2.0
-            bias = jnp.zeros((1, dn.biases[k].shape[0]), hl.dtype)
-        else:
-            cs = jnp.concatenate([c, (hl + hh) / 2.0])
-            rs = jnp.concatenate([r, (hh - hl) / 2.0])
-            zero = jnp.zeros((batch, dn.biases[k].shape[0]), hl.dtype)
-            bias = jnp.concatenate([jnp.broadcast_to(dn.biases[k], zero.shape), zero])
-        ml, mh = _affine(cs, rs, dn.weights[k], dn.abs_weights[k], bias, dn.colsum[k], dn.gamma)
-        if last:
-            gl, gh = ml, mh
-        else:
-            zl, zh, gl, gh = ml[:batch], mh[:batch], ml[batch:], mh[batch:]
-        gl, gh = _sign_clamp(gl, gh, hl, hh, dn.nonneg_col[k], dn.nonpos_col[k])
+    for k in range(1, len(dn.weights)):
+        zl, zh, gl, gh = chain_step(dn, k, zl, zh, gl, gh)
     return gl, gh
+
+
+def chain_step(dn: DeviceNet, k: int, zl, zh, gl, gh):
+    """One layer of the chain: from layer ``k - 1``'s pre-activation bounds ``[zl, zh]`` and the
+    gradient bounds ``[gl, gh]`` entering its ReLUs, layer ``k``'s (``zl, zh`` are None after the
+    output). ``relu(z) W`` (IBP) and ``(D g) W`` (gradient) share ``W``: both are stacked into one
+    pair of matmuls of ``2B`` rows (faster than four of ``B``)."""
+    batch = zl.shape[0]
+    c, r = _relu_intervals(zl, zh)
+    hl, hh = _apply_relu_derivative(gl, gh, zl, zh)
+    last = k == len(dn.weights) - 1
+    if last:  # the output's IBP bounds are not needed
+        cs, rs = (hl + hh) / 2.0, (hh - hl) / 2.0
+        bias = jnp.zeros((1, dn.biases[k].shape[0]), hl.dtype)
+    else:
+        cs = jnp.concatenate([c, (hl + hh) / 2.0])
+        rs = jnp.concatenate([r, (hh - hl) / 2.0])
+        zero = jnp.zeros((batch, dn.biases[k].shape[0]), hl.dtype)
+        bias = jnp.concatenate([jnp.broadcast_to(dn.biases[k], zero.shape), zero])
+    ml, mh = _affine(cs, rs, dn.weights[k], dn.abs_weights[k], bias, dn.colsum[k], dn.gamma)
+    zl, zh, gl, gh = (None, None, ml, mh) if last else (ml[:batch], mh[:batch], ml[batch:], mh[batch:])
+    gl, gh = _sign_clamp(gl, gh, hl, hh, dn.nonneg_col[k], dn.nonpos_col[k])
+    return zl, zh, gl, gh
 
 
 @jax.jit
@@ -208,9 +215,9 @@ def _gradient_jit(dn, lo, hi, feature):
 
 
 @jax.jit
-def _monotonicity_lower_jit(dn, lo, hi, feature, sign):
-    gl, gh = _gradient(dn, lo, hi, feature)
-    return jnp.where(sign > 0, gl[:, 0], -gh[:, 0])
+def _slope_jit(dn, lo, hi, row_lo, row_hi):
+    gl, gh = _gradient_from(dn, lo, hi, row_lo, row_hi)
+    return gl[:, 0], gh[:, 0]
 
 
 @jax.jit
@@ -314,16 +321,36 @@ def make_monotonicity_bound_fn(
     ``shift`` is the spec's ``slope_allowance`` (``t / W_i`` rounded toward 0), the tolerance in
     the form that composes across boxes (see :attr:`verifiers.specs.Monotonicity.slope_allowance`).
     """
+    e = np.eye(net.n_inputs)[feature]
+    sb = SlopeBounds(e, -shift, None) if sign > 0 else SlopeBounds(e, None, shift)
+    return make_slope_bound_fn(net, sb, region, precision)
+
+
+def make_slope_bound_fn(net: ReluNetwork, sb: SlopeBounds, region: Box, precision: str = "float64") -> BoundFn:
+    """Bounding function for ``lower <= c . grad f <= upper``: a lower bound of
+    ``min(c . grad f - lower, upper - c . grad f)`` from one interval chain started at ``c W_1``.
+
+    The row is computed in float64 and widened by its rounding error
+    (:meth:`ReluNetwork.direction_row`; none for ``+-e_i``), then rounded outward to the
+    precision. ``x - lower`` and ``upper - x`` in float64 have the sign of their exact values.
+    """
     dn = device_net(net, precision)
+    row, err, _ = net.direction_row(sb.direction)
+    dt = dn.gamma.dtype.type
     with jax.enable_x64(True):
-        feat = jnp.asarray(feature, dtype=jnp.int32)
-        sgn = jnp.asarray(float(sign), dtype=dn.gamma.dtype)
+        row_lo = jnp.asarray(_round_out(row - err if err.any() else row, dt)[0])
+        row_hi = jnp.asarray(_round_out(row + err if err.any() else row, dt)[1])
 
     def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
         with jax.enable_x64(True):
             lo, hi = _boxes(dn, lower, upper)
-            lb = np.asarray(_monotonicity_lower_jit(dn, lo, hi, feat, sgn), dtype=np.float64)
-        return BoundResult(lower=lb + shift, split_score=widest_split_score(lower, upper, region))
+            gl, gh = (np.asarray(a, dtype=np.float64) for a in _slope_jit(dn, lo, hi, row_lo, row_hi))
+        obj = np.full(gl.shape, np.inf)
+        if sb.lower is not None:
+            obj = np.minimum(obj, gl - sb.lower)
+        if sb.upper is not None:
+            obj = np.minimum(obj, sb.upper - gh)
+        return BoundResult(lower=obj, split_score=widest_split_score(lower, upper, region))
 
     bound.device_net = dn  # type: ignore[attr-defined]
     return bound
@@ -359,6 +386,7 @@ __all__ = [
     "gradient_bounds",
     "make_monotonicity_bound_fn",
     "make_output_bound_fn",
+    "make_slope_bound_fn",
     "output_bounds",
     "preactivation_bounds",
     "relu_derivative_bounds",

@@ -1,6 +1,9 @@
 """The public face of the linear bounds: :class:`LinearBounder` over batches of boxes.
 
-It bounds ``sign * df/dx_i`` (monotonicity) and ``f`` (output bounds) with back-substituted
+It bounds ``sign * df/dx_i`` (monotonicity), ``sign * c . grad f`` along any direction ``c``
+(gradient specs: the chain starts at ``v_0 = c W_0`` instead of the row ``W_0[i]``, and the
+bound is lowered by how far the rounding of that row can move it,
+:meth:`ReluNetwork.direction_row`) and ``f`` (output bounds) with back-substituted
 linear relaxations, much tighter than intervals; the soundness argument is in
 ``docs/linear-bounds.md`` and the relaxations in :mod:`verifiers.bounds.linear_relax` and
 :mod:`verifiers.bounds.linear_deriv`.
@@ -17,7 +20,9 @@ import numpy as np
 from verifiers.bounds.jit_cache import note_network_shape
 from verifiers.bounds.linear_deriv import _derivative_batch, _internals_batch, _output_batch
 from verifiers.bounds.linear_relax import _gamma_k, _Net
+from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
 from verifiers.network import ReluNetwork
+from verifiers.specs import Box, SlopeBounds
 
 
 @dataclass
@@ -91,9 +96,10 @@ class LinearBounder:
         return lo, hi
 
     def derivative(
-        self, lo, hi, feature: int, sign: float, iters: int = 0, lr: float = 0.1, crown_v: bool = False
+        self, lo, hi, feature: int | np.ndarray, sign: float, iters: int = 0, lr: float = 0.1, crown_v: bool = False
     ) -> DerivativeBounds:
-        """Sound lower bounds of ``sign * df/dx_feature`` over each box ``[lo[b], hi[b]]``.
+        """Sound lower bounds of ``sign * df/dx_feature`` over each box ``[lo[b], hi[b]]`` (a
+        vector ``feature`` is a direction ``c``: ``sign * c . grad f``).
 
         ``iters > 0`` optimises the relaxation parameters of the final bound (alpha-CROWN style)
         with that many projected Adam steps of size ``lr``. ``crown_v`` also bounds the
@@ -103,8 +109,9 @@ class LinearBounder:
         """
         lo, hi = self._as_boxes(lo, hi)
         outs = []
+        row, allowance = self._first_row(feature)
         with jax.enable_x64(True):
-            v0 = self.dn.ws[0][int(feature)]
+            v0 = jnp.asarray(row)
             sg = jnp.asarray(float(sign), dtype=jnp.float64)
             for k, blo, bhi in self._batches(lo, hi):
                 res = _derivative_batch(
@@ -119,6 +126,8 @@ class LinearBounder:
                 )
                 outs.append(tuple(np.asarray(a, dtype=np.float64)[:k] for a in res))
         lower, coef, plain, ibp, nun = (np.concatenate(parts) for parts in zip(*outs))
+        if allowance:
+            lower, plain, ibp = (np.nextafter(a - allowance, -np.inf) for a in (lower, plain, ibp))
         return DerivativeBounds(
             lower=lower,
             coef=coef,
@@ -140,25 +149,64 @@ class LinearBounder:
         lower, upper, cl, cu = (np.concatenate(parts) for parts in zip(*outs))
         return OutputBounds(lower=lower, upper=upper, coef_lower=cl, coef_upper=cu)
 
-    def internals(self, lo, hi, feature: int, sign: float = 1.0):
+    def _first_row(self, feature: int | np.ndarray) -> tuple[np.ndarray, float]:
+        """``v_0`` of the chain and the allowance its rounding costs (0 for a feature's row)."""
+        if np.ndim(feature) == 0:
+            return self.net.weights[0][int(feature)], 0.0
+        row, _, allowance = self.net.direction_row(feature)
+        return row, allowance
+
+    def internals(self, lo, hi, feature: int | np.ndarray, sign: float = 1.0):
         """For ONE box: sound bounds of every hidden pre-activation ``z_k`` and of every
         ``v_k = dz_k/dx_feature`` for ``k >= 1`` over S(B) (the big-M bounds of the MILP), and the
         plain linear lower bound of ``sign * df/dx_feature`` (one compilation for all four).
 
-        Returns ``(lows, ups, vbounds, lower)`` with ``vbounds[k-1] = (vl_k, vu_k)``.
+        Returns ``(lows, ups, vbounds, lower)`` with ``vbounds[k-1] = (vl_k, vu_k)``. For a direction
+        ``c`` the ``v_k`` are those of the chain started at the computed row ``c W_0`` (what the MILP
+        encodes, :func:`verifiers.milp.encoding._encode_derivative`); ``lower`` is already lowered
+        by the row's allowance, which the MILP's callers subtract likewise.
         """
         lo = np.asarray(lo, dtype=np.float64).reshape(1, -1)
         hi = np.asarray(hi, dtype=np.float64).reshape(1, -1)
+        row, allowance = self._first_row(feature)
         if len(self.net.weights) == 1:
-            return [], [], [], float(sign * self.net.weights[0][int(feature), 0])
+            return [], [], [], float(np.nextafter(sign * row[0] - allowance, -np.inf)) if allowance else float(sign * row[0])
         with jax.enable_x64(True):
-            v0 = self.dn.ws[0][int(feature)]
+            v0 = jnp.asarray(row)
             sg = jnp.asarray(float(sign), dtype=jnp.float64)
             lows, ups, vb, plain = _internals_batch(self.dn, v0, sg, jnp.asarray(lo), jnp.asarray(hi))
+            plain = np.nextafter(np.asarray(plain) - allowance, -np.inf) if allowance else plain
             lows = [np.asarray(a, dtype=np.float64)[0] for a in lows]
             ups = [np.asarray(a, dtype=np.float64)[0] for a in ups]
             vbounds = [(np.asarray(a, dtype=np.float64)[0], np.asarray(b, dtype=np.float64)[0]) for a, b in vb]
         return lows, ups, vbounds, float(np.asarray(plain)[0])
 
 
-__all__ = ["DerivativeBounds", "LinearBounder", "OutputBounds", "device_net"]
+def make_linear_slope_bound_fn(
+    bounder: LinearBounder, sb: SlopeBounds, region: Box, split: str = "coef", iters: int = 10, lr: float = 0.3,
+    crown_v: bool = False,
+) -> BoundFn:
+    """Bounding function for ``lower <= c . grad f <= upper``: per box the lower of the linear
+    bounds of ``c . grad f - lower`` and ``upper - c . grad f`` (one derivative pass per side), with
+    that side's split score (``|coef_j| w_j`` relative to the bound, or the widest dimension) and
+    minimising corner."""
+    rel = np.where(region.widths > 0, 1.0 / np.where(region.widths > 0, region.widths, 1.0), 0.0)
+
+    def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
+        obj = score = cand = None
+        for sign, shift in sb.sides():
+            d = bounder.derivative(lower, upper, sb.direction, sign, iters=iters, lr=lr, crown_v=crown_v)
+            lb = d.lower + shift  # a sum of two doubles has the sign of its exact value
+            sc = d.split_score / np.maximum(np.abs(lb)[:, None], 1e-12) + 1e-6 * (upper - lower) * rel
+            take = np.ones(lb.shape, bool) if obj is None else lb < obj
+            obj = lb if obj is None else np.where(take, lb, obj)
+            score = sc if score is None else np.where(take[:, None], sc, score)
+            cand = d.candidates if cand is None else np.where(take[:, None], d.candidates, cand)
+        if split == "widest":
+            score = widest_split_score(lower, upper, region)
+        return BoundResult(lower=obj, split_score=score, candidates=cand)
+
+    return bound
+
+
+__all__ = ["DerivativeBounds", "LinearBounder", "OutputBounds", "device_net", "make_linear_slope_bound_fn"]

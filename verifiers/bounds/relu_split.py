@@ -29,15 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verifiers.bounds.interval import (
-    DeviceNet,
-    _affine,
-    _apply_relu_derivative,
-    _boxes,
-    _relu_intervals,
-    _sign_clamp,
-    device_net,
-)
+from verifiers.bounds.interval import DeviceNet, _affine, _boxes, chain_step, device_net
 from verifiers.network import ReluNetwork
 
 
@@ -71,26 +63,10 @@ def _masked_gradient(dn: DeviceNet, lo, hi, feature, mask):
         start += width
         zl, zh, gone = _clamp(zl, zh, m)
         empty = empty | gone
-        c, r = _relu_intervals(zl, zh)
         unstable = (zl < 0) & (zh > 0) & (m == 0)
         cost = (jnp.maximum(gh, 0.0) - jnp.minimum(gl, 0.0)) * jnp.sum(dn.abs_weights[k], axis=1)
         scores.append(jnp.where(unstable, cost, -jnp.inf))
-        hl, hh = _apply_relu_derivative(gl, gh, zl, zh)
-        last = k == n_layers - 1
-        if last:
-            cs, rs = (hl + hh) / 2.0, (hh - hl) / 2.0
-            bias = jnp.zeros((1, dn.biases[k].shape[0]), hl.dtype)
-        else:
-            cs = jnp.concatenate([c, (hl + hh) / 2.0])
-            rs = jnp.concatenate([r, (hh - hl) / 2.0])
-            zero = jnp.zeros((batch, dn.biases[k].shape[0]), hl.dtype)
-            bias = jnp.concatenate([jnp.broadcast_to(dn.biases[k], zero.shape), zero])
-        ml, mh = _affine(cs, rs, dn.weights[k], dn.abs_weights[k], bias, dn.colsum[k], dn.gamma)
-        if last:
-            gl, gh = ml, mh
-        else:
-            zl, zh, gl, gh = ml[:batch], mh[:batch], ml[batch:], mh[batch:]
-        gl, gh = _sign_clamp(gl, gh, hl, hh, dn.nonneg_col[k], dn.nonpos_col[k])
+        zl, zh, gl, gh = chain_step(dn, k, zl, zh, gl, gh)
     return gl, gh, empty, jnp.concatenate(scores, axis=1)
 
 

@@ -215,10 +215,13 @@ def _encode_forward(m: _Model, net: ReluNetwork, x_idx: np.ndarray, lows, ups) -
     return layers, prev
 
 
-def _encode_derivative(m: _Model, net: ReluNetwork, feature: int, layers: list[_Layer], vbounds):
+def _encode_derivative(m: _Model, net: ReluNetwork, feature: int | np.ndarray, layers: list[_Layer], vbounds):
     """Adds the derivative chain; returns ``(var, scale, const)`` describing ``g_{L-2}`` per unit
-    (``g_j = scale_j * x[var_j] + const_j``, ``var_j = -1`` for none)."""
-    v0 = net.weights[0][feature].astype(np.float64)
+    (``g_j = scale_j * x[var_j] + const_j``, ``var_j = -1`` for none). A vector ``feature`` is a
+    direction ``c``: the chain starts at the computed row ``c W_0``, whose rounding the callers
+    allow for (:meth:`ReluNetwork.direction_row`)."""
+    v0 = net.weights[0][feature] if np.ndim(feature) == 0 else net.direction_row(feature)[0]
+    v0 = v0.astype(np.float64)
     lay = layers[0]
     var = np.where(lay.unst, lay.delta, -1)
     scale = np.where(lay.unst, v0, 0.0)

@@ -91,7 +91,7 @@ class BoxMilp:
         net: ReluNetwork,
         lo,
         hi,
-        feature: int | None = None,
+        feature: int | np.ndarray | None = None,
         bounder: LinearBounder | None = None,
         sign: float = 1.0,
     ):
@@ -105,7 +105,8 @@ class BoxMilp:
         self.lows = [c[0] for c in cleared]
         self.ups = [c[1] for c in cleared]
         self.vbounds = [clear_tiny(vl, vu) for vl, vu in vbounds]
-        # sound lower bound of sign * df/dx_feature over the box (meaningless without a feature)
+        # sound lower bound of sign * df/dx_feature (or sign * c . grad f, the direction row's rounding
+        # allowed for) over the box; meaningless without a feature
         self.derivative_lower = lower if feature is not None else None
 
     @property

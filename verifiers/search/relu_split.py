@@ -65,6 +65,10 @@ def relu_branch_and_bound(
     nodes = relu_splits = input_splits = 0
     timed_out = False
 
+    def push(lo, hi, mask, root) -> None:
+        for a, v in zip((s_lo, s_hi, s_mask, s_root), (lo, hi, mask, root)):
+            a.append(v)
+
     def pop(k: int):
         lo, hi, mask, root = (np.concatenate(a) for a in (s_lo, s_hi, s_mask, s_root))
         cut = max(len(lo) - k, 0)
@@ -108,9 +112,8 @@ def relu_branch_and_bound(
             act, inact = mask[i].copy(), mask[i].copy()
             act[np.arange(len(i)), unit[i]] = 1
             inact[np.arange(len(i)), unit[i]] = -1
-            for a, v in zip((s_lo, s_hi, s_mask, s_root), (np.repeat(lo[i], 2, 0), np.repeat(hi[i], 2, 0),
-                                                           np.stack([act, inact], 1).reshape(-1, h), np.repeat(root[i], 2))):
-                a.append(v)  # fmt: skip
+            push(np.repeat(lo[i], 2, 0), np.repeat(hi[i], 2, 0), np.stack([act, inact], 1).reshape(-1, h),
+                 np.repeat(root[i], 2))  # fmt: skip
             relu_splits += len(i)
         j = np.flatnonzero(~by_unit)
         if len(j):
@@ -125,9 +128,8 @@ def relu_branch_and_bound(
                 left_hi, right_lo = hi[j].copy(), lo[j].copy()
                 left_hi[rows, dim] = mid[rows, dim]
                 right_lo[rows, dim] = mid[rows, dim]
-                for a, v in zip((s_lo, s_hi, s_mask, s_root), (np.concatenate([lo[j], right_lo]), np.concatenate([left_hi, hi[j]]),
-                                                               np.concatenate([mask[j], mask[j]]), np.concatenate([root[j], root[j]]))):
-                    a.append(v)  # fmt: skip
+                push(np.concatenate([lo[j], right_lo]), np.concatenate([left_hi, hi[j]]), np.concatenate([mask[j], mask[j]]),
+                     np.concatenate([root[j], root[j]]))  # fmt: skip
                 input_splits += len(j)
     open_roots = np.concatenate(s_root) if sum(len(a) for a in s_root) else np.zeros(0, int)
     failed[open_roots] = True
@@ -143,12 +145,14 @@ def finish_with_relu_splits(
     max_nodes: int,
     deadline: float,
     compile_budget_s: float = 60.0,
+    shift: float | None = None,
 ) -> SplitResult:
     """``res`` with the unresolved boxes that activation branch and bound proves removed: VERIFIED
-    when none is left (a search that found a witness is returned unchanged)."""
+    when none is left (a search that found a witness is returned unchanged). ``shift`` is the
+    objective's slope shift, the search's own (default: the spec's ``slope_allowance``)."""
     if res.status not in (Status.UNKNOWN, Status.TIMEOUT) or not len(res.unresolved_lower):
         return res
-    bound = MaskedMonotonicityBound(net, spec.feature, spec.sign, shift=spec.slope_allowance)
+    bound = MaskedMonotonicityBound(net, spec.feature, spec.sign, shift=spec.slope_allowance if shift is None else shift)
     order = np.argsort(res.unresolved_bound, kind="stable")[::-1]  # the easiest roots closed first
     lo, hi = res.unresolved_lower[order], res.unresolved_upper[order]
     out = relu_branch_and_bound(bound, lo, hi, spec.region.widths, batch_size=batch_size, max_nodes=max_nodes,

@@ -18,6 +18,12 @@ points of the bounding function), then each is pushed to the box corner that the
 input gradient points to (ReLU networks are piecewise linear, so extremes are often at
 corners); the points with the worst violation ``max(lower - f, f - upper) > 0`` are proposed.
 
+DirectionalSlope (``lower <= c . grad f <= upper``). The gradient of a ReLU network is constant
+on each linear piece, so points sampled in the boxes (centres, uniform points, candidate points of
+the bounding function) are each a piece's representative; those whose slope along ``c`` violates
+a bound are proposed as single-point witnesses (the spec re-checks that the point lies inside
+its piece).
+
 All network evaluations are batched JAX calls in float64 with fixed chunk shapes.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from verifiers.bounds.interval import BatchForward, DeviceNet, device_net
+from verifiers.directional import DirectionalSlope
 from verifiers.network import ReluNetwork
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Counterexample
@@ -196,6 +203,41 @@ class OutputBoundFalsifier:
         return [Counterexample.make(allp[r]) for r in ok]
 
 
+class SlopeFalsifier:
+    """Sampled points whose slope along the spec's direction violates a bound (module docstring)."""
+
+    def __init__(self, net: ReluNetwork, spec: DirectionalSlope, n_samples: int = 1024, max_witnesses: int = 8):
+        self.net = spec.scalar(net)
+        self.spec = spec
+        self.n_samples = int(n_samples)
+        self.max_witnesses = int(max_witnesses)
+
+    def __call__(self, lower, upper, rng: np.random.Generator, candidates=None) -> list[Counterexample]:
+        lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
+        upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+        if not len(lower):
+            return []
+        n_pts = min(self.n_samples, max(4 * len(lower), 256))
+        idx, lo, hi = _pick_boxes(lower, upper, n_pts, rng)
+        pts = _uniform(lo, hi, rng)
+        m = min(len(lower), n_pts)
+        pts[:m] = (lo[:m] + hi[:m]) / 2.0
+        if candidates is not None:
+            c = np.asarray(candidates, dtype=np.float64)[idx]
+            k = min(len(c), n_pts // 2)
+            # a candidate corner may sit on a piece's edge: step a little into its box
+            pts[n_pts - k :] = 0.99 * np.clip(c[:k], lo[:k], hi[:k]) + 0.01 * (lo[:k] + hi[:k]) / 2
+        slope = np.asarray(self.net.gradient(pts, self.spec.direction), dtype=np.float64)
+        v = np.full(slope.shape, -np.inf)
+        if self.spec.lower is not None:
+            v = np.maximum(v, self.spec.lower - slope)
+        if self.spec.upper is not None:
+            v = np.maximum(v, slope - self.spec.upper)
+        ok = np.flatnonzero(v > 0)
+        ok = ok[np.argsort(-v[ok], kind="stable")][: self.max_witnesses]
+        return [Counterexample.make(pts[r]) for r in ok]
+
+
 def make_falsifier(
     net: ReluNetwork,
     spec: Spec,
@@ -209,7 +251,9 @@ def make_falsifier(
         return MonotonicityFalsifier(net, spec, n_samples=n_samples, n_grid=n_grid, max_witnesses=max_witnesses)
     if isinstance(spec, OutputBound):
         return OutputBoundFalsifier(net, spec, n_samples=n_samples, max_witnesses=max_witnesses)
+    if isinstance(spec, DirectionalSlope):
+        return SlopeFalsifier(net, spec, n_samples=n_samples, max_witnesses=max_witnesses)
     raise ValueError(f"no counterexample search for spec kind {spec.kind!r}")
 
 
-__all__ = ["MonotonicityFalsifier", "OutputBoundFalsifier", "make_falsifier"]
+__all__ = ["MonotonicityFalsifier", "OutputBoundFalsifier", "SlopeFalsifier", "make_falsifier"]

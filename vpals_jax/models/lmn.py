@@ -13,7 +13,7 @@ network converts exactly to a ``verifiers.ReluNetwork`` (``vpals_jax.convert``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 

@@ -1,4 +1,8 @@
-"""``vpals-predict run_dir=RUN input=metrics.csv|- [slo_ms=..] [max_slowdown=..] [policy=flag] [spec=..]``.
+"""``vpals-predict run_dir=RUN input=metrics.csv|- [slo=..] [max_slowdown=..] [policy=flag] [spec=..]``.
+
+``slo`` is an absolute latency in the target's own units (ms for ``latency_p50_ms``, us for
+LinnOS' ``latency_us``). Every output record carries ``row``: the row's index in the file (from 0),
+or, with ``input=-``, the line's number on standard input (from 1).
 
 Writes one JSON line per input row (``format=csv``: one CSV row, for file input): prediction, its
 interval ``lower``/``upper`` (``coverage``: the calibrated one unless given), status, decision,
@@ -31,13 +35,13 @@ from vpals_jax.cli import fail
 from vpals_jax.data.tables import DataError, read_frame, require_columns
 from vpals_jax.runtime.drift import DriftMonitor, defer_on_alarm
 
-KEYS = {"run_dir": None, "input": None, "policy": "flag", "ood_margin": "0.05", "slo_ms": None,
+KEYS = {"run_dir": None, "input": None, "policy": "flag", "ood_margin": "0.05", "slo": None,
         "max_slowdown": None, "interval": "1.0", "count": "0", "cgroup": None, "cpu_quota_cores": None,
         "mem_limit_mb": None, "batch": "4096", "spec": None, "coverage": None, "drift_threshold": "100",
         "format": "jsonl"}  # fmt: skip
 # Numeric keys: type, smallest value, and whether that value itself is allowed.
 NUMBERS: dict[str, tuple[type, float, bool]] = {
-    "ood_margin": (float, 0.0, True), "slo_ms": (float, 0.0, False), "max_slowdown": (float, 0.0, False),
+    "ood_margin": (float, 0.0, True), "slo": (float, 0.0, False), "max_slowdown": (float, 0.0, False),
     "interval": (float, 0.0, False), "cpu_quota_cores": (float, 0.0, False), "mem_limit_mb": (float, 0.0, False),
     "count": (int, 0, True), "batch": (int, 1, True), "coverage": (float, 0.0, False),
     "drift_threshold": (float, 1.0, False),
@@ -98,8 +102,8 @@ def _clean(v: Any) -> Any:
 
 
 def answer_frame(predictor, frame: pd.DataFrame, args: dict[str, Any], monitor: DriftMonitor | None) -> pd.DataFrame:
-    if args["slo_ms"] is not None or args["max_slowdown"] is not None:
-        out = predictor.decide(frame, slo_ms=args["slo_ms"], max_slowdown=args["max_slowdown"])
+    if args["slo"] is not None or args["max_slowdown"] is not None:
+        out = predictor.decide(frame, slo=args["slo"], max_slowdown=args["max_slowdown"])
     else:
         out = predictor.predict(frame).to_frame()
     if monitor is None:
@@ -141,10 +145,10 @@ def stream_lines(predictor, lines: TextIO, out: TextIO, args: dict[str, Any],
                 raise ValueError(f"expected a JSON object, got {type(row).__name__}")
         except (ValueError, RecursionError) as e:
             errors += 1
-            out.write(json.dumps({"line": n, "error": f"malformed line: {e}"}) + "\n")
+            out.write(json.dumps({"row": n, "error": f"malformed line: {e}"}) + "\n")
         else:
             rec = answer_rows(predictor, pd.DataFrame([json_numbers(row)]), args, monitor)[0]
-            out.write(json.dumps({"line": n, **rec}) + "\n")
+            out.write(json.dumps({"row": n, **rec}) + "\n")
         out.flush()
     return errors
 

@@ -33,25 +33,25 @@ def baseline(predictor: Any, x: np.ndarray) -> np.ndarray:
     return norm.inverse_y(predictor.net.forward(norm.transform_x(base))[:, 0])
 
 
-def _breaks(latency: np.ndarray, slowdown: np.ndarray, slo_ms: float | None, max_slowdown: float | None) -> np.ndarray:
+def _breaks(latency: np.ndarray, slowdown: np.ndarray, slo: float | None, max_slowdown: float | None) -> np.ndarray:
     over = np.zeros(len(latency), bool)
-    if slo_ms is not None:
-        over |= latency > slo_ms
+    if slo is not None:
+        over |= latency > slo
     if max_slowdown is not None:
         over |= slowdown > max_slowdown
     return over
 
 
 def decide(
-    predictor: Any, rows: Any, slo_ms: float | None = None, max_slowdown: float | None = None
+    predictor: Any, rows: Any, slo: float | None = None, max_slowdown: float | None = None
 ) -> pd.DataFrame:
     """Per row: prediction, interval, status, slowdown, ``decision`` (migrate / stay / defer) and its ``reason``.
 
-    The SLO is an absolute latency (``slo_ms``, the target's units) and/or a slowdown against the
+    The SLO is an absolute latency (``slo``, the target's units) and/or a slowdown against the
     app's no-interference baseline (``max_slowdown``).
     """
-    if slo_ms is None and max_slowdown is None:
-        raise ValueError("decide needs slo_ms and/or max_slowdown")
+    if slo is None and max_slowdown is None:
+        raise ValueError("decide needs slo and/or max_slowdown")
     x = predictor.as_matrix(rows)
     pred = predictor.predict(x)
     base = np.maximum(baseline(predictor, x), 1e-12)
@@ -59,13 +59,13 @@ def decide(
     trusted = (pred.status_code == 0) | pred.bounded  # 0: verified
     untrusted_reason = np.where(pred.status == "invalid", "invalid input", "prediction not trusted: " + pred.status)
     if predictor.calibration is None:
-        over = _breaks(pred.latency, slowdown, slo_ms, max_slowdown)
+        over = _breaks(pred.latency, slowdown, slo, max_slowdown)
         decision = np.where(trusted, np.where(over, "migrate", "stay"), "defer")
         reason = np.where(trusted, np.where(over, "predicted latency exceeds the SLO", "within the SLO")
                           + " (point prediction: the run has no calibration, so no interval)", untrusted_reason)  # fmt: skip
     else:
-        lo_breaks = _breaks(pred.lower, pred.lower / base, slo_ms, max_slowdown)
-        hi_breaks = _breaks(pred.upper, pred.upper / base, slo_ms, max_slowdown) | ~np.isfinite(pred.upper)
+        lo_breaks = _breaks(pred.lower, pred.lower / base, slo, max_slowdown)
+        hi_breaks = _breaks(pred.upper, pred.upper / base, slo, max_slowdown) | ~np.isfinite(pred.upper)
         decision = np.where(trusted, np.where(lo_breaks, "migrate", np.where(hi_breaks, "defer", "stay")), "defer")
         pct = f"{100 * predictor.coverage:g}%"
         span = np.array([f"[{lo:.6g}, {hi:.6g}]" for lo, hi in zip(pred.lower, pred.upper)], dtype=object)

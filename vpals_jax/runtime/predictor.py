@@ -247,11 +247,11 @@ class SafePredictor:
     def decide(
         self,
         rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list,
-        slo_ms: float | None = None,
+        slo: float | None = None,
         max_slowdown: float | None = None,
     ) -> pd.DataFrame:
         """Per task ``migrate`` / ``stay`` / ``defer`` from proof and interval (``runtime.decision``)."""
-        return decision.decide(self, rows, slo_ms, max_slowdown)
+        return decision.decide(self, rows, slo, max_slowdown)
 
     def describe(self) -> dict[str, Any]:
         cal = self.calibration

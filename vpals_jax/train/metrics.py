@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,36 @@ def regression_metrics(pred_n: np.ndarray, y_n: np.ndarray, y_scale: float, y_mi
     }
 
 
+def _scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a record, flattened (``test/accuracy``); verification rounds per spec."""
+    out: dict[str, float] = {}
+    for key, value in record.items():
+        if key == "verdicts" and isinstance(value, list):
+            for v in value:
+                name = str(v["spec"]).replace(" ", "_")
+                out[f"verify/{name}/verified_fraction"] = float(v["verified_fraction"])
+                out[f"verify/{name}/verified"] = float(v["status"] == "VERIFIED")
+        elif isinstance(value, dict):
+            out.update(_scalars(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "event"):
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
 class MetricsLog:
-    """Append-only JSON lines. ``count`` goes into every checkpoint, so a resume keeps exactly the
-    records that checkpoint had seen: lines written after it (an epoch, a verification round, a
-    line torn by the kill) are dropped and written again by the resumed run."""
+    """Append-only JSON lines, mirrored to TensorBoard event files in ``tensorboard/`` beside them.
+
+    ``count`` goes into every checkpoint, so a resume keeps exactly the records that checkpoint had
+    seen: lines written after it (an epoch, a verification round, a line torn by the kill) are
+    dropped and written again by the resumed run. Event files cannot be truncated, so a restart
+    rebuilds them from the kept lines: TensorBoard then shows exactly what ``metrics.jsonl`` holds.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.count = 0
+        self.tb_dir = path.parent / "tensorboard"
+        self._tb = None
 
     def restart(self, keep: int) -> None:
         """Keep the first ``keep`` records (0: a new log); rewritten atomically."""
@@ -46,11 +69,32 @@ class MetricsLog:
         tmp.write_text("".join(lines))
         os.replace(tmp, self.path)
         self.count = len(lines)
+        self.close()
+        shutil.rmtree(self.tb_dir, ignore_errors=True)
+        for line in lines:
+            self._mirror(json.loads(line))
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         self.count += 1
+        self._mirror(record)
+
+    def _mirror(self, record: dict[str, Any]) -> None:
+        if "epoch" not in record:
+            return
+        if self._tb is None:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.tb_dir), flush_secs=10)
+        for tag, value in _scalars(record).items():
+            self._tb.add_scalar(tag, value, int(record["epoch"]))
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

@@ -8,7 +8,18 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+
+def accuracy_limits(values: list[float]) -> tuple[float, float]:
+    """Axis limits around the accuracies drawn, within [0, 1] plus a sliver: LinnOS lives in
+    [0.99, 1], a two-epoch smoke run near 0, and both would be flat lines on a fixed [0, 1] axis."""
+    if not values:
+        return 0.0, 1.0
+    lo, hi = min(values), max(values)
+    pad = max(0.005, 0.08 * (hi - lo))
+    return max(0.0, lo - pad), min(1.0, hi + pad) + 0.01 * pad
 
 
 def plot_training_curve(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
@@ -21,8 +32,10 @@ def plot_training_curve(records: list[dict[str, Any]], path: Path, title: str = 
         ax_loss.plot(x, [r[split]["loss"] for r in epochs], style, label=split)
         ax_acc.plot(x, [r[split]["accuracy"] for r in epochs], style, label=split)
     ax_loss.set(xlabel="epoch", ylabel="MSE (normalised)", yscale="log", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy within tolerance", ylim=(0, 1.02), title="accuracy")
+    accs = [r[split]["accuracy"] for r in epochs for split in ("train", "test")]
+    ax_acc.set(xlabel="epoch", ylabel="accuracy within tolerance", ylim=accuracy_limits(accs), title="accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -48,8 +61,7 @@ def plot_wall_time(records: list[dict[str, Any]], path: Path, title: str = "") -
                    alpha=0.25, label=("verification (all VERIFIED)" if ok else "verification (not verified)")
                    if k in (0, len(rounds) - 1) else None)  # fmt: skip
     accs = [r[split]["accuracy"] for r in epochs for split in ("train", "test")]
-    low = max(0.0, min(accs) - 0.02) if accs else 0.0  # zoom in: LinnOS lives in [0.99, 1]
-    ax.set(xlabel="wall time (s)", ylabel="accuracy within tolerance", ylim=(low, 1.0 + (1.0 - low) * 0.02))
+    ax.set(xlabel="wall time (s)", ylabel="accuracy within tolerance", ylim=accuracy_limits(accs))
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))

@@ -206,6 +206,7 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
             corrector: Corrector | None, state, metrics: MetricsLog, stop_reason: str, verified_at: float | None,
             train_time: float, wall: float) -> dict[str, Any]:  # fmt: skip
     records = metrics.read()
+    metrics.close()
     title = f"{data.name}: {data.target_name} ({cfg.train.loop})"
     plot_training_curve(records, run_dir / "training_curve.png", title=title)
     if corrector:
