@@ -135,3 +135,27 @@ def test_round_log_line_names_each_spec_and_why_it_is_undecided():
     line = Round(3, 12, 0.0, 1.0, verdicts).log_line(specs, ["quota", "cpu_psi"])
     assert line == ("round 3 (epoch 12): cpu_psi+ VERIFIED, quota- TIMEOUT (time budget of 5 s spent), "
                     "output_bound FALSIFIED")  # fmt: skip
+
+
+def test_a_two_sided_directional_spec_trains_and_ends_verified(tmp_path):
+    """A kind other than monotonicity learns from its own witnesses and regions: the dip table
+    under ``0 <= d latency / d cpu_psi <= 1000 ms per %`` (two rows in the loop, one per bound)."""
+    from tiny_problem import tiny_cfg, write_dip_table
+
+    from vpals_jax.train.loop import Corrector
+
+    table = write_dip_table(tmp_path / "dip.csv")
+    cfg = tiny_cfg(table, tmp_path / "run", "spec_data", "train.epochs=40", "data.calibration_fraction=0")
+    cfg.spec.specs = [{"kind": "directional_slope", "direction": {"sys_psi_cpu_some_pct": 1.0}, "lower": 0.0,
+                       "upper": 1000.0}]  # fmt: skip
+    summary = run_training(cfg)
+    assert summary["verified"], summary["stop_reason"]
+    statuses = [v["status"] for v in summary["verdicts"]]
+    assert statuses == ["VERIFIED"]
+    rounds = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "verification" and r["counterexamples_added"] > 0 for r in rounds)
+    from verifiers import Box, DirectionalSlope
+
+    spec = DirectionalSlope(direction=np.eye(3)[0], lower=0.0, upper=2.0, region=Box(np.zeros(3), np.ones(3)))
+    rows = Corrector(cfg.train, cfg.verifier, [spec], 3).rows
+    assert [(r.sign, r.pair_shift) for r in rows] == [(1.0, 0.0), (-1.0, 2.0)]

@@ -13,8 +13,12 @@ Variants (``train.loop``):
   interval lower bound of every spec over boxes that grow to its whole region above a margin
   (``steps.certified_hinge``), so that the verifier can prove the specs over the whole domain.
 
-Counterexamples become pairs ``(x, x + eps e_i)`` for the spec-aware hinge loss
+Counterexamples become pairs ``(x, x + eps c)`` for the spec-aware hinge loss
 (``steps.spec_hinge``). Only re-checked witnesses (the verifiers' own guarantee) enter the pool.
+Any spec with gradient bounds (``Spec.slope_bounds``: monotonicity along ``e_i``, a user's
+``directional_slope`` or ``bounded_slope``) trains the same way, one *row* per bound it sets
+(:func:`slope_rows`); the pairs of a monotonicity spec ask for slope ``margin``, those of other
+kinds for their own bound plus ``margin``.
 
 Why regions and not only witnesses: Ouroboros samples its training points from every unproven
 box, but a ``Verdict`` reports witnesses, not boxes, and an UNKNOWN/TIMEOUT round (interval
@@ -48,6 +52,37 @@ log = logging.getLogger(__name__)
 LOOPS = ("normal", "vanilla", "spec_data", "early_rejection", "certified")
 CORRECTING = ("spec_data", "early_rejection", "certified")  # loops that learn from regions and jitter
 UNRESOLVED_CAPACITY = 64
+
+
+@dataclass(frozen=True)
+class SlopeRow:
+    """One side of one slope spec: ``sign * c . grad f + shift >= 0`` with ``|c|_1 = 1``."""
+
+    spec: int
+    axis: np.ndarray  # c, L1 norm 1 (zeros: the inert row of a spec with no slope bounds)
+    sign: float
+    pair_shift: float  # what pairs may fall below a zero slope (0 for monotonicity: they ask for margin)
+    bound_shift: float  # what the bound may (the spec's slope allowance)
+
+    @property
+    def inert(self) -> bool:
+        return self.sign == 0.0
+
+
+def slope_rows(specs: list[Spec], n: int) -> list[SlopeRow]:
+    """The rows of ``specs`` in order: one per bound of a slope spec, one inert row for any other
+    (so a monotonicity-only set has one row per spec, as the saved checkpoints expect)."""
+    rows = []
+    for i, spec in enumerate(specs):
+        sb = spec.slope_bounds()
+        if sb is None:
+            rows.append(SlopeRow(i, np.zeros(n), 0.0, 0.0, 0.0))
+            continue
+        norm = float(np.abs(sb.direction).sum())
+        for sign, shift in sb.sides():
+            pair = 0.0 if isinstance(spec, Monotonicity) else shift / norm
+            rows.append(SlopeRow(i, np.asarray(sb.direction, np.float64) / norm, sign, pair, shift / norm))
+    return rows
 
 
 @dataclass
@@ -124,10 +159,10 @@ class Corrector:
         self._sign, self._valid = np.zeros(cap, np.float32), np.zeros(cap, np.float32)
         self._next = 0
         self._rng = np.random.default_rng(self.seed)
-        self._region_active = np.asarray(
-            [self.train.loop == "certified" and isinstance(s, Monotonicity) for s in self.specs], np.float32
-        )
-        self._region_margin = np.full(len(self.specs), self.train.margin, np.float32)
+        self.rows = slope_rows(self.specs, n)
+        self._shift = np.zeros(self.train.pool_capacity, np.float32)
+        self._region_active = np.asarray([self.train.loop == "certified" and not r.inert for r in self.rows], np.float32)
+        self._region_margin = np.full(len(self.rows), self.train.margin, np.float32)
         cap = UNRESOLVED_CAPACITY  # certified: the boxes the last rounds left unproven (ring buffer)
         self._box_lo, self._box_hi = np.zeros((cap, n), np.float32), np.zeros((cap, n), np.float32)
         self._box_spec, self._box_valid = np.zeros(cap, np.int64), np.zeros(cap, np.float32)
@@ -173,71 +208,81 @@ class Corrector:
     def _learn_from(self, verdicts: dict[int, Verdict]) -> int:
         added = 0
         for i, v in verdicts.items():
-            spec = self.specs[i]
-            if not isinstance(spec, Monotonicity) or v.status == Status.VERIFIED:
+            spec, mine = self.specs[i], [k for k, r in enumerate(self.rows) if r.spec == i and not r.inert]
+            if not mine or v.status == Status.VERIFIED:
                 continue
-            if self.train.sample_regions and self.train.loop in CORRECTING:
-                if self._region_active[i] and not v.counterexamples:
-                    # Trained on, no witness left, still unproven: the interval bound is looser than
-                    # the slope we ask for (see the module docstring), so ask for more.
-                    self._region_margin[i] = min(
-                        self._region_margin[i] * self.train.margin_growth, self.train.max_margin
-                    )
-                self._region_active[i] = 1.0  # stays on: a proven region must stay proven
-            if self.train.loop == "certified":
-                for box in v.unresolved_boxes:
-                    k = self._box_next % UNRESOLVED_CAPACITY
-                    self._box_lo[k], self._box_hi[k] = box["lower"], box["upper"]
-                    self._box_spec[k], self._box_valid[k] = i, 1.0
-                    self._box_next += 1
+            for k in mine:
+                if self.train.sample_regions and self.train.loop in CORRECTING:
+                    if self._region_active[k] and not v.counterexamples:
+                        # Trained on, no witness left, still unproven: the interval bound is looser than
+                        # the slope we ask for (see the module docstring), so ask for more.
+                        self._region_margin[k] = min(
+                            self._region_margin[k] * self.train.margin_growth, self.train.max_margin
+                        )
+                    self._region_active[k] = 1.0  # stays on: a proven region must stay proven
+                if self.train.loop == "certified":
+                    for box in v.unresolved_boxes:
+                        b = self._box_next % UNRESOLVED_CAPACITY
+                        self._box_lo[b], self._box_hi[b] = box["lower"], box["upper"]
+                        self._box_spec[b], self._box_valid[b] = k, 1.0
+                        self._box_next += 1
             witnesses = v.counterexamples[:1] if self.train.loop == "vanilla" else v.counterexamples
             for cex in witnesses:
                 self.pairs.append((i, cex))
-                x, x_prime = np.asarray(cex.x), np.asarray(cex.x_prime)
-                self._store(x, x_prime, spec)  # the witness pair itself, then eps-pairs at both ends
-                points = [x, x_prime]
+                x = np.asarray(cex.x)
+                points = [x]
+                if cex.x_prime is not None:  # a pair: it trains as it is, then eps-pairs at both ends
+                    points.append(np.asarray(cex.x_prime))
+                    self._store(x, points[1], self.rows[mine[0]])
+                    added += 1
                 if self.train.loop in CORRECTING:
                     points += [self._jitter(x, spec) for _ in range(self.train.augment)]
                 for p in points:
-                    self._add_pair(p, spec)
-                added += 1 + len(points)
+                    for k in mine:
+                        self._add_pair(p, spec, self.rows[k])
+                added += len(points)
         return added
 
-    def _jitter(self, x: np.ndarray, spec: Monotonicity) -> np.ndarray:
+    def _jitter(self, x: np.ndarray, spec: Spec) -> np.ndarray:
         step = self._rng.uniform(-self.train.eps, self.train.eps, size=x.shape)
         return np.clip(x + step, spec.region.lower, spec.region.upper)
 
-    def _add_pair(self, x: np.ndarray, spec: Monotonicity) -> None:
-        i, lo_i, hi_i = spec.feature, spec.region.lower[spec.feature], spec.region.upper[spec.feature]
-        lo = x.copy()
-        lo[i] = min(max(x[i], lo_i), max(hi_i - self.train.eps, lo_i))
-        hi = lo.copy()
-        hi[i] = min(lo[i] + self.train.eps, hi_i)
-        if hi[i] > lo[i]:
-            self._store(lo, hi, spec)
+    def _add_pair(self, x: np.ndarray, spec: Spec, row: SlopeRow) -> None:
+        """``(lo, lo + step c)`` with ``lo`` the point of the region nearest ``x`` that leaves room
+        for the step, ``step <= eps`` (shorter only where the region is narrower along ``c``)."""
+        lower, upper, c = spec.region.lower, spec.region.upper, row.axis
+        moved = c != 0
+        step = min(self.train.eps, float(np.min((upper - lower)[moved] / np.abs(c[moved]))))
+        if step <= 0:
+            return
+        move = step * c
+        lo = np.clip(x, lower - np.minimum(move, 0.0), upper - np.maximum(move, 0.0))
+        self._store(lo, lo + move, row)
 
-    def _store(self, lo: np.ndarray, hi: np.ndarray, spec: Monotonicity) -> None:
+    def _store(self, lo: np.ndarray, hi: np.ndarray, row: SlopeRow) -> None:
         k = self._next % self.train.pool_capacity
-        self._lo[k], self._hi[k], self._sign[k], self._valid[k] = lo, hi, spec.sign, 1.0
+        self._lo[k], self._hi[k], self._sign[k], self._valid[k] = lo, hi, row.sign, 1.0
+        self._shift[k] = row.pair_shift
         self._next += 1
 
     def pool(self) -> PairPool | None:
         """The counterexample pairs, or None before the first one (training runs plain MSE)."""
         if not self.pool_size:
             return None
-        return PairPool(jnp.asarray(self._lo), jnp.asarray(self._hi), jnp.asarray(self._sign), jnp.asarray(self._valid))
+        arrays = (self._lo, self._hi, self._sign, self._valid, self._shift)
+        return PairPool(*(jnp.asarray(a) for a in arrays))
 
     def regions(self) -> RegionSet | None:
-        """The regions trained on at every step, or None while no spec's region is active."""
+        """The regions trained on at every step (one row per slope bound), or None while none is active."""
         if not self._region_active.any():
             return None
-        n = self.n_features
-        mono = [s if isinstance(s, Monotonicity) else None for s in self.specs]
-        lower = np.stack([s.region.lower if s else np.zeros(n) for s in mono]).astype(np.float32)
-        upper = np.stack([s.region.upper if s else np.zeros(n) for s in mono]).astype(np.float32)
-        axis = np.stack([np.eye(n)[s.feature] if s else np.zeros(n) for s in mono]).astype(np.float32)
-        sign = np.asarray([s.sign if s else 0.0 for s in mono], np.float32)
-        arrays = (lower, upper, axis, sign, self._region_active, self._region_margin)
+        boxes = [self.specs[r.spec].region for r in self.rows]
+        lower = np.stack([b.lower for b in boxes]).astype(np.float32)
+        upper = np.stack([b.upper for b in boxes]).astype(np.float32)
+        axis = np.stack([r.axis for r in self.rows]).astype(np.float32)
+        sign = np.asarray([r.sign for r in self.rows], np.float32)
+        margin = self._region_margin - np.asarray([r.pair_shift for r in self.rows], np.float32)
+        arrays = (lower, upper, axis, sign, self._region_active, margin)
         return RegionSet(*(jnp.asarray(a) for a in arrays))
 
     def pair_regions(self) -> RegionSet | None:
@@ -271,7 +316,7 @@ class Corrector:
             )
         if regions is None and outputs is None:
             return None
-        allowance = [s.slope_allowance if isinstance(s, Monotonicity) else 0.0 for s in self.specs]
+        allowance = [r.bound_shift for r in self.rows]
         if regions is None:  # output bounds only: an inert monotonicity row keeps the shapes fixed
             n = self.n_features
             z = jnp.zeros((1, n), jnp.float32)
@@ -283,11 +328,10 @@ class Corrector:
                        self._unresolved_boxes())  # fmt: skip
 
     def _unresolved_boxes(self) -> UnresolvedBoxes:
-        mono = [s if isinstance(s, Monotonicity) else None for s in self.specs]
-        n = self.n_features
-        axis = np.stack([np.eye(n)[mono[i].feature] if mono[i] else np.zeros(n) for i in self._box_spec])
-        sign = np.asarray([mono[i].sign if mono[i] else 0.0 for i in self._box_spec])
-        allowance = np.asarray([mono[i].slope_allowance if mono[i] else 0.0 for i in self._box_spec])
+        rows = [self.rows[k] for k in self._box_spec]  # box_spec holds row indices
+        axis = np.stack([r.axis for r in rows])
+        sign = np.asarray([r.sign for r in rows])
+        allowance = np.asarray([r.bound_shift for r in rows])
         arrays = (self._box_lo, self._box_hi, axis, sign, allowance, self._box_valid)
         return UnresolvedBoxes(*(jnp.asarray(a, jnp.float32) for a in arrays))
 
@@ -308,12 +352,15 @@ class Corrector:
         n = self.n_features
         return {
             "pool_lo": self._lo, "pool_hi": self._hi, "pool_sign": self._sign, "pool_valid": self._valid,
+            "pool_shift": self._shift,
             "pool_next": np.asarray(self._next), "region_active": self._region_active,
             "region_margin": self._region_margin, "box_lo": self._box_lo, "box_hi": self._box_hi,
             "box_spec": self._box_spec, "box_valid": self._box_valid, "box_next": np.asarray(self._box_next),
             "pair_spec": np.asarray([i for i, _ in self.pairs], np.int64),
             "pair_x": np.asarray([c.x for _, c in self.pairs], np.float64).reshape(-1, n),
-            "pair_x_prime": np.asarray([c.x_prime for _, c in self.pairs], np.float64).reshape(-1, n),
+            "pair_x_prime": np.asarray([c.x if c.x_prime is None else c.x_prime for _, c in self.pairs],
+                                       np.float64).reshape(-1, n),
+            "pair_is_point": np.asarray([c.x_prime is None for _, c in self.pairs], bool),
         }  # fmt: skip
 
     def state_meta(self) -> dict[str, Any]:
@@ -331,15 +378,18 @@ class Corrector:
         self._rng.bit_generator.state = meta["corrector_rng"]
         self._lo, self._hi = arrays["pool_lo"].copy(), arrays["pool_hi"].copy()
         self._sign, self._valid = arrays["pool_sign"].copy(), arrays["pool_valid"].copy()
+        # checkpoints saved before non-monotonicity specs trained have no shifts: theirs were all 0
+        self._shift = arrays.get("pool_shift", np.zeros_like(self._sign)).copy()
         self._next = int(arrays["pool_next"])
         self._region_active = arrays["region_active"].copy()
         self._region_margin = arrays["region_margin"].copy()
         self._box_lo, self._box_hi = arrays["box_lo"].copy(), arrays["box_hi"].copy()
         self._box_spec, self._box_valid = arrays["box_spec"].copy(), arrays["box_valid"].copy()
         self._box_next = int(arrays["box_next"])
+        points = arrays.get("pair_is_point", np.zeros(len(arrays["pair_spec"]), bool))
         self.pairs = [
-            (int(i), Counterexample.make(x, xp))
-            for i, x, xp in zip(arrays["pair_spec"], arrays["pair_x"], arrays["pair_x_prime"])
+            (int(i), Counterexample.make(x, None if point else xp))
+            for i, x, xp, point in zip(arrays["pair_spec"], arrays["pair_x"], arrays["pair_x_prime"], points)
         ]
         self.rounds = [
             Round(r["index"], r["epoch"], r["start_s"], r["end_s"],

@@ -56,32 +56,36 @@ def create_state(model: MLP, optim: OptimConfig, n_features: int, seed: int) -> 
 class PairPool(NamedTuple):
     """Counterexample pairs for the spec-aware loss, padded to a fixed capacity.
 
-    Row k asks ``sign_k * (f(hi_k) - f(lo_k)) >= 0`` where ``hi_k = lo_k + eps e_i``; ``valid``
-    marks filled rows. A fixed capacity keeps one compiled ``train_epoch`` for the whole run.
+    Row k asks ``sign_k * (f(hi_k) - f(lo_k)) / |hi_k - lo_k| + shift_k >= margin`` where
+    ``hi_k = lo_k + step c`` along its spec's direction (``e_i`` for monotonicity, whose shift is
+    0); ``valid`` marks filled rows. A fixed capacity keeps one compiled ``train_epoch`` for the run.
     """
 
     lo: jnp.ndarray  # (P, n)
     hi: jnp.ndarray  # (P, n)
     sign: jnp.ndarray  # (P,)
     valid: jnp.ndarray  # (P,) float 0/1
+    shift: jnp.ndarray  # (P,) the slope the spec allows below zero (a bound on c . grad f, moved)
 
     @classmethod
     def empty(cls, capacity: int, n_features: int) -> PairPool:
-        z = jnp.zeros((capacity, n_features), jnp.float32)
-        return cls(z, z, jnp.zeros(capacity, jnp.float32), jnp.zeros(capacity, jnp.float32))
+        z, zero = jnp.zeros((capacity, n_features), jnp.float32), jnp.zeros(capacity, jnp.float32)
+        return cls(z, z, zero, zero, zero)
 
 
 class RegionSet(NamedTuple):
     """The monotonicity specs' regions, from which fresh pairs are drawn at every step.
 
-    One row per spec (fixed shape, so one compile); ``active`` marks the specs whose region is
-    being trained on (those the verifier has not proven), ``axis`` is the one-hot feature and
-    ``margin`` the slope each spec's pairs must reach (it grows while a proof stays out of reach).
+    One row per side of each slope spec (an inert row for any other spec; fixed shape, so one
+    compile); ``active`` marks the rows whose region is being trained on (those the verifier has
+    not proven), ``axis`` is the direction (one-hot for monotonicity; L1 norm 1) and ``margin`` the
+    slope each row's pairs must reach, its shift already taken off (it grows while a proof stays
+    out of reach).
     """
 
     lower: jnp.ndarray  # (S, n)
     upper: jnp.ndarray  # (S, n)
-    axis: jnp.ndarray  # (S, n) one-hot of the spec's feature
+    axis: jnp.ndarray  # (S, n) the spec's direction, L1 norm 1 (zeros: an inert row)
     sign: jnp.ndarray  # (S,) +1 increasing, -1 decreasing
     active: jnp.ndarray  # (S,) float 0/1
     margin: jnp.ndarray  # (S,)
@@ -193,16 +197,18 @@ def spec_hinge(params, apply_fn, lo: jnp.ndarray, hi: jnp.ndarray, sign: jnp.nda
 
 
 def sample_region_pairs(key: jax.Array, regions: RegionSet, k: int, eps: float) -> tuple[jnp.ndarray, ...]:
-    """``k`` pairs ``(x, x + step e_i)`` uniform over the active specs' regions (``step <= eps``),
-    with their sign, validity and margin."""
+    """``k`` pairs ``(x, x + step c)`` uniform over the active rows' regions (``step <= eps``, both
+    points inside), with their sign, validity and margin."""
     k_spec, k_pt = jax.random.split(key)
     logits = jnp.where(regions.active > 0, 0.0, -1e9)
     s = jax.random.categorical(k_spec, logits, shape=(k,))
     lower, upper, axis = regions.lower[s], regions.upper[s], regions.axis[s]
-    step = jnp.minimum(eps, ((upper - lower) * axis).sum(-1, keepdims=True))
-    top = upper - step * axis  # the first point leaves room for the step along the feature
-    lo = lower + jax.random.uniform(k_pt, lower.shape) * (top - lower)
-    return lo, lo + step * axis, regions.sign[s], regions.active[s], regions.margin[s]
+    reach = jnp.where(axis != 0, (upper - lower) / jnp.where(axis != 0, jnp.abs(axis), 1.0), jnp.inf)
+    step = jnp.minimum(eps, reach.min(-1, keepdims=True))
+    move = step * axis
+    first_lo, first_hi = lower - jnp.minimum(move, 0.0), upper - jnp.maximum(move, 0.0)  # room for the step
+    lo = first_lo + jax.random.uniform(k_pt, lower.shape) * (first_hi - first_lo)
+    return lo, lo + move, regions.sign[s], regions.active[s], regions.margin[s]
 
 
 def total_loss(params, apply_fn, x, y, lo, hi, sign, valid, lam, margin=0.0, slope=True, cert=None, cert_key=None,
@@ -267,8 +273,7 @@ def train_epoch(
         n_valid = jnp.maximum(pool.valid.sum().astype(jnp.int32), 1)
         order = jnp.argsort(-pool.valid, stable=True)  # valid rows first
         idx = order[jax.random.randint(pair_key, (n_batches, pair_batch), 0, n_valid)]
-        pieces.append((pool.lo[idx], pool.hi[idx], pool.sign[idx], pool.valid[idx],
-                       jnp.full(idx.shape, margin, jnp.float32)))  # fmt: skip
+        pieces.append((pool.lo[idx], pool.hi[idx], pool.sign[idx], pool.valid[idx], margin - pool.shift[idx]))
     if regions is not None:
         keys = jax.random.split(region_key, n_batches)
         pieces.append(jax.vmap(lambda k: sample_region_pairs(k, regions, pair_batch, eps))(keys))
