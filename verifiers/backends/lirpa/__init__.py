@@ -67,6 +67,7 @@ from verifiers.bounds.result import BoundResult
 from verifiers.network import ReluNetwork
 from verifiers.search.splitting import split_and_bound
 from verifiers.search.witness import make_falsifier
+from verifiers.directional import DirectionalSlope
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Status, Verdict
 
@@ -83,7 +84,7 @@ class LirpaVerifier(Verifier):
     """
 
     name: ClassVar[str] = "lirpa"
-    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound"})
+    supported_specs: ClassVar[frozenset[str]] = frozenset({"monotonicity", "output_bound", "directional_slope"})
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "method": "crown",
@@ -194,6 +195,37 @@ class LirpaVerifier(Verifier):
 
         return out_fn
 
+    def slope_bound_fn(self, net: ReluNetwork, spec: DirectionalSlope):
+        """The engine's BoundFn for ``lower <= c . grad f <= upper``: the lower bound of
+        ``min(c . grad f - lower, upper - c . grad f)``, one gradient graph per side.
+
+        The graph starts at ``c W_1`` computed in float64; ``ReluNetwork.direction_row`` bounds how
+        far its rounding can move ``c . grad f`` (``gain``, zero for ``+-e_i``), taken off the bound.
+        """
+        sb = spec.slope_bounds()
+        row, _, gain = net.direction_row(sb.direction)
+        region_w = spec.region.widths
+        if len(net.weights) == 1:  # linear network: the gradient is the constant c . W[:, 0]
+            g = float(row[0])
+            const = min(g - sb.lower if sb.lower is not None else np.inf, sb.upper - g if sb.upper is not None else np.inf)
+
+            def linear_fn(lo: np.ndarray, hi: np.ndarray) -> BoundResult:
+                return BoundResult(lower=np.full(lo.shape[0], const - gain), split_score=hi - lo)
+
+            return linear_fn
+        sides = [(sign, self._bounder(lambda dt, s=sign: GradientNetwork(net, 0, s, dtype=dt, row=row), net.n_inputs),
+                  -sb.lower if sign > 0 else sb.upper) for sign, _ in sb.sides()]  # fmt: skip
+
+        def slope_fn(lo: np.ndarray, hi: np.ndarray) -> BoundResult:
+            obj, score = np.full(lo.shape[0], np.inf), np.zeros_like(lo)
+            for _, bounder, shift in sides:
+                lower, _, A = bounder.bound(lo, hi, threshold_low=-shift + gain)
+                obj = np.minimum(obj, np.nextafter(np.nextafter(lower + shift, -np.inf) - gain, -np.inf))
+                score = np.maximum(score, split_scores(net, lo, hi, region_w, A))
+            return BoundResult(lower=obj, split_score=score)
+
+        return slope_fn
+
     # -- the search --------------------------------------------------------------------------
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
@@ -214,6 +246,10 @@ class LirpaVerifier(Verifier):
                 shift = spec.slope_allowance if o["formulation"] == "gradient" else spec.tolerance
             elif isinstance(spec, OutputBound):
                 bound_fn = self.output_bound_fn(net, spec)
+                falsify_fn = make_falsifier(net, spec, n_samples=o["n_samples"]) if o["falsify"] else None
+                shift = 0.0
+            elif isinstance(spec, DirectionalSlope):
+                bound_fn = self.slope_bound_fn(net, spec)
                 falsify_fn = make_falsifier(net, spec, n_samples=o["n_samples"]) if o["falsify"] else None
                 shift = 0.0
             else:  # pragma: no cover - guarded by supported_specs

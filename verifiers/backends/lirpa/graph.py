@@ -144,10 +144,17 @@ def to_torch(net: ReluNetwork, dtype: torch.dtype = torch.float64) -> torch.nn.S
 
 
 class GradientNetwork(torch.nn.Module):
-    """``x -> sign * d f_output / d x_feature`` for a ReLU MLP with at least one hidden layer."""
+    """``x -> sign * d f_output / d x_feature`` for a ReLU MLP with at least one hidden layer; with
+    ``row`` (``c W_1``, a direction's first step) given, ``x -> sign * c . grad f_output`` instead."""
 
     def __init__(
-        self, net: ReluNetwork, feature: int, sign: float = 1.0, output: int = 0, dtype: torch.dtype = torch.float64
+        self,
+        net: ReluNetwork,
+        feature: int,
+        sign: float = 1.0,
+        output: int = 0,
+        dtype: torch.dtype = torch.float64,
+        row: np.ndarray | None = None,
     ):
         super().__init__()
         if len(net.weights) < 2:
@@ -155,7 +162,8 @@ class GradientNetwork(torch.nn.Module):
         ws, bs = net.weights, net.biases
         self.forward_layers = torch.nn.ModuleList(_linear(w, b, dtype) for w, b in zip(ws[:-1], bs[:-1]))
         self.backward_layers = torch.nn.ModuleList(_linear(w, None, dtype) for w in ws[1:-1])
-        self.register_buffer("g0", torch.as_tensor(np.array(ws[0][feature]), dtype=dtype).reshape(1, -1))
+        first = np.array(ws[0][feature] if row is None else row)
+        self.register_buffer("g0", torch.as_tensor(first, dtype=dtype).reshape(1, -1))
         self.out = _linear(sign * ws[-1][:, output : output + 1], None, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
