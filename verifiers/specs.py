@@ -256,7 +256,10 @@ class Monotonicity(Spec):
         w = float(self.region.widths[self.feature])
         if self.tolerance <= 0 or w <= 0:
             return 0.0
-        return float(np.nextafter(self.tolerance / w, 0.0))
+        # the width upper - lower is rounded to nearest: rounded up here, so that the allowance
+        # times the exact width never exceeds t
+        w_up = float(np.nextafter(w, np.inf))
+        return float(np.nextafter(self.tolerance / w_up, 0.0))
 
     def slope_bounds(self) -> SlopeBounds:
         """``sign * df/dx_i >= -slope_allowance``: sufficient for the spec (necessary when t = 0)."""

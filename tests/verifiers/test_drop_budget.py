@@ -77,3 +77,24 @@ def test_the_drop_budget_agrees_with_milp_on_random_networks():
             proven += 1
             assert get_verifier("milp").verify(net, spec, 30).status != Status.FALSIFIED
     assert proven >= 3
+
+
+def test_heaviest_line_never_misses_the_heaviest_box_among_many():
+    """More boxes over the budget than are checked exactly: the heaviest is still counted (a
+    review found the first MAX_POCKETS by index checked, the heaviest skipped)."""
+    lo, hi = np.zeros((5000, 2)), np.ones((5000, 2))
+    lo[:, 1], hi[:, 1] = np.arange(5000), np.arange(5000) + 1.0
+    w = np.ones(5000)
+    w[4800] = 100.0
+    assert heaviest_line(lo, hi, w, 0, np.array([True, True]), budget=0.0) >= 100.0
+    assert heaviest_line(lo[:0], hi[:0], w[:0], 0, np.array([True, True])) == 0.0
+
+
+def test_the_slope_allowance_times_the_exact_width_never_exceeds_the_tolerance():
+    """The width upper - lower rounds to nearest; the allowance is taken from it rounded up (a
+    review found a region where allowance x exact width exceeded t by 5.5e-19)."""
+    from fractions import Fraction
+
+    lo, hi, t = -8.262233467711652e-16, 0.5107319381385957, 0.061846935373572776
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([lo], [hi]), tolerance=t)
+    assert Fraction(spec.slope_allowance) * (Fraction(hi) - Fraction(lo)) <= Fraction(t)

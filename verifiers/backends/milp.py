@@ -9,14 +9,17 @@ before the time limit.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, ClassVar
 
 from verifiers.base import Verifier, register_verifier
+from verifiers.bounds.linear import LinearBounder
 from verifiers.directional import DirectionalSlope
 from verifiers.milp.decide import BoxDecision, decide_monotonicity_box, decide_output_box
 from verifiers.milp.slope import decide_slope_box
 from verifiers.network import ReluNetwork
+from verifiers.search.splitting import first_call
 from verifiers.specs import Monotonicity, Spec
 from verifiers.verdict import Status, Verdict
 
@@ -33,6 +36,7 @@ class MilpVerifier(Verifier):
         "max_nogood": 20,
         "threads": 1,
         "mip_rel_gap": 1e-4,
+        "compile_budget_s": 60.0,
     }
 
     def __init__(self, **options: Any):
@@ -46,13 +50,25 @@ class MilpVerifier(Verifier):
             v = opts[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"milp: {key} must be a non-negative integer, got {v!r}")
+        cb = opts["compile_budget_s"]
+        if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 < cb < math.inf:
+            raise ValueError(f"milp: compile_budget_s must be a positive number of seconds, got {cb!r}")
         super().__init__(**opts)
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
         o = self.options
         base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
-        deadline = time.perf_counter() + time_budget_s
         region = spec.region
+        # The big-M bounds come from a jitted LinearBounder: its first call compiles for the network's
+        # shape. It is bounded by compile_budget_s and not charged to the time budget, as in the
+        # box-splitting backends (verifiers.search.splitting.first_call).
+        t0 = time.perf_counter()
+        bounder = LinearBounder(net, batch_size=1)
+        if first_call(lambda: bounder.internals(region.lower, region.upper, 0), o["compile_budget_s"]) is None:
+            return Verdict(status=Status.TIMEOUT, compile_s=time.perf_counter() - t0, **base,
+                           message=f"the bounds' compilation did not return within compile_budget_s={o['compile_budget_s']:g}")
+        compile_s = time.perf_counter() - t0
+        deadline = time.perf_counter() + time_budget_s
         if isinstance(spec, Monotonicity):
             dec = decide_monotonicity_box(
                 net,
@@ -60,6 +76,7 @@ class MilpVerifier(Verifier):
                 region.lower,
                 region.upper,
                 deadline=deadline,
+                bounder=bounder,
                 abs_tol=o["abs_tol"],
                 worst_case=o["worst_case"],
                 max_nogood=o["max_nogood"],
@@ -73,6 +90,7 @@ class MilpVerifier(Verifier):
                 region.lower,
                 region.upper,
                 deadline=deadline,
+                bounder=bounder,
                 abs_tol=o["abs_tol"],
                 worst_case=o["worst_case"],
                 max_nogood=o["max_nogood"],
@@ -81,9 +99,12 @@ class MilpVerifier(Verifier):
             )
         else:
             dec = decide_output_box(
-                net, spec, region.lower, region.upper, deadline=deadline, abs_tol=o["abs_tol"], threads=o["threads"]
+                net, spec, region.lower, region.upper, deadline=deadline, bounder=bounder, abs_tol=o["abs_tol"],
+                threads=o["threads"],
             )
-        return verdict_from_decision(dec, base, timed_out=time.perf_counter() >= deadline)
+        verdict = verdict_from_decision(dec, base, timed_out=time.perf_counter() >= deadline)
+        verdict.compile_s = compile_s
+        return verdict
 
 
 def verdict_from_decision(dec: BoxDecision, base: dict, timed_out: bool) -> Verdict:
