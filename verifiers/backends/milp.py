@@ -69,39 +69,13 @@ class MilpVerifier(Verifier):
                            message=f"the bounds' compilation did not return within compile_budget_s={o['compile_budget_s']:g}")
         compile_s = time.perf_counter() - t0
         deadline = time.perf_counter() + time_budget_s
-        if isinstance(spec, Monotonicity):
-            dec = decide_monotonicity_box(
-                net,
-                spec,
-                region.lower,
-                region.upper,
-                deadline=deadline,
-                bounder=bounder,
-                abs_tol=o["abs_tol"],
-                worst_case=o["worst_case"],
-                max_nogood=o["max_nogood"],
-                threads=o["threads"],
-                rel_gap=o["mip_rel_gap"],
-            )
-        elif isinstance(spec, DirectionalSlope):
-            dec = decide_slope_box(
-                net,
-                spec,
-                region.lower,
-                region.upper,
-                deadline=deadline,
-                bounder=bounder,
-                abs_tol=o["abs_tol"],
-                worst_case=o["worst_case"],
-                max_nogood=o["max_nogood"],
-                threads=o["threads"],
-                rel_gap=o["mip_rel_gap"],
-            )
+        common = {"deadline": deadline, "bounder": bounder, "abs_tol": o["abs_tol"], "threads": o["threads"]}
+        if isinstance(spec, (Monotonicity, DirectionalSlope)):
+            decide = decide_monotonicity_box if isinstance(spec, Monotonicity) else decide_slope_box
+            dec = decide(net, spec, region.lower, region.upper, worst_case=o["worst_case"], max_nogood=o["max_nogood"],
+                         rel_gap=o["mip_rel_gap"], **common)  # fmt: skip
         else:
-            dec = decide_output_box(
-                net, spec, region.lower, region.upper, deadline=deadline, bounder=bounder, abs_tol=o["abs_tol"],
-                threads=o["threads"],
-            )
+            dec = decide_output_box(net, spec, region.lower, region.upper, **common)
         verdict = verdict_from_decision(dec, base, timed_out=time.perf_counter() >= deadline)
         verdict.compile_s = compile_s
         return verdict
