@@ -129,3 +129,17 @@ def test_help_lists_the_options_and_groups(tmp_path):
     assert "powered by Hydra" not in proc.stdout
     for text in ("run_dir=", "spec: ", "verifier: ", "psi_monotone", "ouroboros", "time_budget_s"):
         assert text in proc.stdout, text
+
+
+def test_a_refused_verify_leaves_nothing_behind(tmp_path):
+    """Hydra creates the job's folder (and a missing run directory above it) before the job can
+    check anything: a refused verify removes what only Hydra put there (issue 18, section 4)."""
+    missing = tmp_path / "no_such_run"
+    proc = verify_cli(f"run_dir={missing}")
+    assert proc.returncode == 2 and "no checkpoint in run directory" in proc.stderr
+    assert not missing.exists()
+    run_dir, _ = write_monotone_run(tmp_path / "run")
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    proc = verify_cli(f"run_dir={run_dir}", "verifier=crown", "+verifier.options.tolerance_form=bogus")
+    assert proc.returncode == 2 and "tolerance_form must be 'slope' or 'drop'" in proc.stderr
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 import numpy as np
 import pandas as pd
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from vpals_jax.cli import fail
+from vpals_jax.cli import discard_job_dir, fail
 from vpals_jax.cli_errors import CONFIG_ERRORS, fail_config, one_line_config_errors
 from vpals_jax.config import SpecSetConfig
 from vpals_jax.data.normalizer import MinMaxNormalizer
@@ -216,8 +217,10 @@ def main(cfg: DictConfig) -> None:
         typed: EvaluateConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), cfg))  # type: ignore[assignment]
         result = evaluate_run(typed)
     except CONFIG_ERRORS as e:
+        discard_job_dir(HydraConfig.get().runtime.output_dir)
         fail_config("vpals-evaluate", e)
     except (ValueError, FileNotFoundError, OSError) as e:  # DataError and checkpoint errors are ValueErrors
+        discard_job_dir(HydraConfig.get().runtime.output_dir)
         fail("vpals-evaluate", e)
     print(summary(result))
     print(f"written to {typed.out_dir}: metrics.json, predictions.csv, calibration.png")

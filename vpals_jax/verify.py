@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from verifiers import ReluNetwork, Spec, Status, Verdict, get_verifier
 from vpals_jax.certificate import save_verdicts
-from vpals_jax.cli import fail
+from vpals_jax.cli import discard_job_dir, fail
 from vpals_jax.cli_errors import CONFIG_ERRORS, fail_config, one_line_config_errors
 from vpals_jax.config import SpecSetConfig, VerifierConfig
 from vpals_jax.data.normalizer import MinMaxNormalizer
@@ -194,8 +195,10 @@ def main(cfg: DictConfig) -> None:
         verdicts = verify_run(typed.run_dir, typed.spec, typed.verifier, typed.out_dir,
                               on_line=lambda line: print(line, flush=True))  # fmt: skip
     except CONFIG_ERRORS as e:  # a value the job reads only now, such as run_dir when hydra.run.dir is given
+        discard_job_dir(HydraConfig.get().runtime.output_dir)
         fail_config("vpals-verify", e)
     except (ValueError, FileNotFoundError) as e:
+        discard_job_dir(HydraConfig.get().runtime.output_dir)
         fail("vpals-verify", e)
     print(f"{totals(verdicts)}; verdicts written to {Path(typed.out_dir) / 'verdicts.json'}")
 
