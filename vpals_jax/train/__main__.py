@@ -15,7 +15,7 @@ from hydra.core.plugins import Plugins
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from vpals_jax.cli import fail
+from vpals_jax.cli import discard_job_dir, fail
 from vpals_jax.cli_errors import one_line_config_errors
 from vpals_jax.config import register_configs
 
@@ -127,6 +127,7 @@ def main(cfg: DictConfig) -> float:
     try:
         summary = run_training(cfg, on_start=lambda _: start_run_files(cfg))
     except (ValueError, FileNotFoundError) as e:
+        discard_job_dir(HydraConfig.get().runtime.output_dir)
         fail("vpals-train", e)
     acc = summary["test"]["accuracy"]
     print(f"{summary['data']}: test accuracy {acc:.4f} within tolerance {summary['tolerance']} "
