@@ -152,6 +152,31 @@ class MonotonicityFalsifier:
         return out
 
 
+def _bound_violation(y: np.ndarray, lower: float | None, upper: float | None) -> np.ndarray:
+    """How far each value lies outside ``[lower, upper]`` (a missing side never binds)."""
+    v = np.full(y.shape, -np.inf)
+    if lower is not None:
+        v = np.maximum(v, lower - y)
+    if upper is not None:
+        v = np.maximum(v, y - upper)
+    return v
+
+
+def _sample_points(lower, upper, rng: np.random.Generator, n_samples: int, candidates=None, inward: float = 0.0):
+    """Points in the boxes: every box's centre first, then uniform draws, the last half replaced by
+    the bounding function's ``candidates`` (moved ``inward`` towards the box centre)."""
+    n_pts = min(n_samples, max(4 * len(lower), 256))
+    idx, lo, hi = _pick_boxes(lower, upper, n_pts, rng)
+    pts = _uniform(lo, hi, rng)
+    m = min(len(lower), n_pts)
+    pts[:m] = (lo[:m] + hi[:m]) / 2.0
+    if candidates is not None:
+        c = np.asarray(candidates, dtype=np.float64)[idx]
+        k = min(len(c), n_pts // 2)
+        pts[n_pts - k :] = (1 - inward) * np.clip(c[:k], lo[:k], hi[:k]) + inward * (lo[:k] + hi[:k]) / 2
+    return pts, lo, hi
+
+
 class OutputBoundFalsifier:
     """Sampling plus gradient-sign corner jumps for ``lower <= f <= upper``."""
 
@@ -169,35 +194,19 @@ class OutputBoundFalsifier:
         self.n_samples = int(n_samples)
         self.max_witnesses = int(max_witnesses)
 
-    def _violation(self, y: np.ndarray) -> np.ndarray:
-        v = np.full(y.shape, -np.inf)
-        if self.spec.lower is not None:
-            v = np.maximum(v, self.spec.lower - y)
-        if self.spec.upper is not None:
-            v = np.maximum(v, y - self.spec.upper)
-        return v
-
     def __call__(self, lower, upper, rng: np.random.Generator, candidates=None) -> list[Counterexample]:
         lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
         upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
         if not len(lower):
             return []
-        n_pts = min(self.n_samples, max(4 * len(lower), 256))
-        idx, lo, hi = _pick_boxes(lower, upper, n_pts, rng)
-        pts = _uniform(lo, hi, rng)
-        m = min(len(lower), n_pts)
-        pts[:m] = (lo[:m] + hi[:m]) / 2.0
-        if candidates is not None:
-            c = np.asarray(candidates, dtype=np.float64)[idx]
-            k = min(len(c), n_pts // 2)
-            pts[n_pts - k :] = np.clip(c[:k], lo[:k], hi[:k])
+        pts, lo, hi = _sample_points(lower, upper, rng, self.n_samples, candidates)
         # Corner jumps along the sign of the local gradient, towards lower and higher outputs.
         grad = np.stack([self.net.gradient(pts, j) for j in range(pts.shape[1])], axis=1)
         down = np.where(grad > 0, lo, hi)
         up = np.where(grad > 0, hi, lo)
         allp = np.concatenate([pts, down, up])
         y = self.f(allp)[:, 0]
-        v = self._violation(y)
+        v = _bound_violation(y, self.spec.lower, self.spec.upper)
         ok = np.flatnonzero(v > 0)
         ok = ok[np.argsort(-v[ok], kind="stable")][: self.max_witnesses]
         return [Counterexample.make(allp[r]) for r in ok]
@@ -217,22 +226,10 @@ class SlopeFalsifier:
         upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
         if not len(lower):
             return []
-        n_pts = min(self.n_samples, max(4 * len(lower), 256))
-        idx, lo, hi = _pick_boxes(lower, upper, n_pts, rng)
-        pts = _uniform(lo, hi, rng)
-        m = min(len(lower), n_pts)
-        pts[:m] = (lo[:m] + hi[:m]) / 2.0
-        if candidates is not None:
-            c = np.asarray(candidates, dtype=np.float64)[idx]
-            k = min(len(c), n_pts // 2)
-            # a candidate corner may sit on a piece's edge: step a little into its box
-            pts[n_pts - k :] = 0.99 * np.clip(c[:k], lo[:k], hi[:k]) + 0.01 * (lo[:k] + hi[:k]) / 2
+        # a candidate corner may sit on a piece's edge: step a little into its box
+        pts, _, _ = _sample_points(lower, upper, rng, self.n_samples, candidates, inward=0.01)
         slope = np.asarray(self.net.gradient(pts, self.spec.direction), dtype=np.float64)
-        v = np.full(slope.shape, -np.inf)
-        if self.spec.lower is not None:
-            v = np.maximum(v, self.spec.lower - slope)
-        if self.spec.upper is not None:
-            v = np.maximum(v, slope - self.spec.upper)
+        v = _bound_violation(slope, self.spec.lower, self.spec.upper)
         ok = np.flatnonzero(v > 0)
         ok = ok[np.argsort(-v[ok], kind="stable")][: self.max_witnesses]
         return [Counterexample.make(pts[r]) for r in ok]
