@@ -58,25 +58,29 @@ def relu_branch_and_bound(
     roots = len(lower)
     h = bound.n_hidden
     rel = np.where(region_widths > 0, 1.0 / np.where(region_widths > 0, region_widths, 1.0), 0.0)
-    # The stack holds nodes as parallel arrays; its top (the end) is explored first.
-    s_lo, s_hi = [np.asarray(lower, np.float64)], [np.asarray(upper, np.float64)]
-    s_mask, s_root = [np.zeros((roots, h), np.int8)], [np.arange(roots)]
+    # The stack holds chunks of nodes as (lo, hi, mask, root); its top (the end) is explored first,
+    # and a pop copies only the rows it takes, not the whole stack.
+    stack = [(np.asarray(lower, np.float64), np.asarray(upper, np.float64), np.zeros((roots, h), np.int8),
+              np.arange(roots))] if roots else []  # fmt: skip
     failed = np.zeros(roots, bool)
     nodes = relu_splits = input_splits = 0
     timed_out = False
 
     def push(lo, hi, mask, root) -> None:
-        for a, v in zip((s_lo, s_hi, s_mask, s_root), (lo, hi, mask, root)):
-            a.append(v)
+        stack.append((lo, hi, mask, root))
 
     def pop(k: int):
-        lo, hi, mask, root = (np.concatenate(a) for a in (s_lo, s_hi, s_mask, s_root))
-        cut = max(len(lo) - k, 0)
-        for a, v in zip((s_lo, s_hi, s_mask, s_root), (lo, hi, mask, root)):
-            a[:] = [v[:cut]]
-        return lo[cut:], hi[cut:], mask[cut:], root[cut:]
+        parts = []
+        while k and stack:
+            chunk = stack.pop()
+            take = min(k, len(chunk[3]))
+            parts.append(tuple(a[len(a) - take :] for a in chunk))
+            if take < len(chunk[3]):
+                stack.append(tuple(a[: len(a) - take] for a in chunk))
+            k -= take
+        return tuple(np.concatenate(cols) for cols in zip(*parts))
 
-    while sum(len(a) for a in s_root):
+    while stack:
         if time.perf_counter() > deadline or nodes >= max_nodes:
             timed_out = time.perf_counter() > deadline
             break
@@ -131,8 +135,8 @@ def relu_branch_and_bound(
                 push(np.concatenate([lo[j], right_lo]), np.concatenate([left_hi, hi[j]]), np.concatenate([mask[j], mask[j]]),
                      np.concatenate([root[j], root[j]]))  # fmt: skip
                 input_splits += len(j)
-    open_roots = np.concatenate(s_root) if sum(len(a) for a in s_root) else np.zeros(0, int)
-    failed[open_roots] = True
+    for chunk in stack:  # nodes never bounded: their roots are not proven
+        failed[chunk[3]] = True
     return ReluSplitOutcome(~failed, nodes, relu_splits, input_splits, timed_out)
 
 
