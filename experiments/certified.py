@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 
 # conf/experiment/certified.yaml holds the same settings for the Hydra multirun
 COMMON = [
-    "spec=psi_monotone_tol", "verifier=crown", "verifier.time_budget_s=5", "train.epochs=40", "train.loop_epochs=80",
-    "train.min_epochs=40", "train.verify_every=5", "train.accuracy_threshold=0.0", "train.verify_at_end=true",
-    "train.progress=false", "train.max_wall_s=1800",
+    "spec=psi_monotone_tol", "verifier=crown", "verifier.time_budget_s=5", "+verifier.options.incremental=true",
+    "optim.lr=0.003", "train.epochs=80", "train.loop_epochs=120", "train.min_epochs=80", "train.verify_every=10",
+    "train.round_budget_s=0.5", "train.accuracy_threshold=0.0", "train.verify_at_end=true", "train.progress=false",
+    "train.max_wall_s=1800",
 ]  # fmt: skip
 
 
@@ -84,7 +85,8 @@ def run_row(run_dir: Path) -> dict:
         "specs_verified": f"{statuses.count('VERIFIED')}/{len(statuses)}",
         "all_verified": bool(statuses) and all(s == "VERIFIED" for s in statuses),
         "verified_volume": summary["verified_volume"], "train_time_s": summary["train_time_s"],
-        "wall_s": summary["wall_time_s"], "time_to_verified_s": summary["time_to_verified_s"],
+        "wall_s": summary["wall_time_s"], "training_wall_s": summary.get("training_wall_s", summary["wall_time_s"]),
+        "time_to_verified_s": summary["time_to_verified_s"],
         "served_verified": float((served.status == "verified").mean()),
         "run_dir": str(run_dir),
     }  # fmt: skip
@@ -97,10 +99,11 @@ def write_tables(df: pd.DataFrame, out: Path) -> str:
     return table
 
 
-def run_one(app: str, loop: str, seed: int, out: Path) -> dict:
+def run_one(app: str, loop: str, seed: int, out: Path, extra: tuple[str, ...] = ()) -> dict:
+    """Train one job in its own process; ``extra`` Hydra overrides come after the common settings."""
     run_dir = out / "runs" / f"{app}_{loop}_{seed}"
     cmd = [sys.executable, "-m", "vpals_jax.train", f"data.app={app}", f"train.loop={loop}", f"train.seed={seed}",
-           f"hydra.run.dir={run_dir}", *COMMON]  # fmt: skip
+           f"hydra.run.dir={run_dir}", *COMMON, *extra]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -112,13 +115,16 @@ def run_one(app: str, loop: str, seed: int, out: Path) -> dict:
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean per app and loop; accuracy, RMSE and time against normal training (same app and seed)."""
-    base = df[df.loop == "normal"][["app", "seed", "test_accuracy", "test_rmse", "wall_s"]]
+    """Mean per app and loop; accuracy, RMSE and time against normal training (same app and seed).
+
+    The time reference is normal training's own wall time, without the verification the normal
+    run does at its end to report its verdicts (that check is a measurement, not training)."""
+    base = df[df.loop == "normal"][["app", "seed", "test_accuracy", "test_rmse", "training_wall_s"]]
     rel = df.merge(base, on=["app", "seed"], how="left", suffixes=("", "_normal"))
     rel["acc_minus_normal"] = rel.test_accuracy - rel.test_accuracy_normal
     rel["rmse_ratio"] = rel.test_rmse / rel.test_rmse_normal
-    rel["time_ratio"] = rel.wall_s / rel.wall_s_normal
-    rel["time_to_verified_ratio"] = rel.time_to_verified_s.astype(float) / rel.wall_s_normal
+    rel["time_ratio"] = rel.wall_s / rel.training_wall_s_normal
+    rel["time_to_verified_ratio"] = rel.time_to_verified_s.astype(float) / rel.training_wall_s_normal
     agg = rel.groupby(["app", "loop"]).agg(
         runs=("seed", "count"), test_accuracy=("test_accuracy", "mean"), acc_minus_normal=("acc_minus_normal", "mean"),
         rmse_ratio=("rmse_ratio", "mean"), all_verified=("all_verified", "mean"),
@@ -135,13 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loops", default="normal,spec_data,certified")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="results/certified")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for every job, e.g. train.cert_lam=0.5")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     jobs = [(a, lp, int(s)) for a in args.apps.split(",") for s in args.seeds.split(",") for lp in args.loops.split(",")]
     for k, (app, loop, seed) in enumerate(jobs, 1):
-        rows.append(run_one(app, loop, seed, out))
+        rows.append(run_one(app, loop, seed, out, tuple(args.overrides)))
         r = rows[-1]
         print(f"[{k}/{len(jobs)}] {app} {loop} seed {seed}: acc {r['test_accuracy']:.4f}, "
               f"specs {r['specs_verified']}, served verified {r['served_verified']:.3f}, {r['wall_s']:.0f} s", flush=True)

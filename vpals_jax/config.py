@@ -148,6 +148,10 @@ class TrainConfig:
     verify_at_end: bool = False  # normal loop: verify the final model once (the unverified baseline)
     accuracy_threshold: float = 0.9  # verify only once train accuracy reaches it; stop needs it too
     verify_every: int = 1  # epochs between verification rounds
+    # > 0: a round's time budget per spec starts here and doubles after every round that leaves a
+    # spec unproven, up to verifier.time_budget_s (the last epoch's round always gets all of it);
+    # 0: every round gets verifier.time_budget_s
+    round_budget_s: float = 0.0
     min_epochs: int = 0  # correcting loops stop at the first all-VERIFIED round at or after this epoch
     loop_epochs: int = 0  # epoch budget of the correcting loops (0: epochs); normal always trains epochs
     lam: float = 0.1  # weight of the spec-aware hinge loss (slope form, see steps.spec_hinge)

@@ -159,3 +159,24 @@ def test_a_two_sided_directional_spec_trains_and_ends_verified(tmp_path):
     spec = DirectionalSlope(direction=np.eye(3)[0], lower=0.0, upper=2.0, region=Box(np.zeros(3), np.ones(3)))
     rows = Corrector(cfg.train, cfg.verifier, [spec], 3).rows
     assert [(r.sign, r.pair_shift) for r in rows] == [(1.0, 0.0), (-1.0, 2.0)]
+
+
+def test_round_budget_doubles_after_unproven_rounds_and_the_final_round_gets_it_all():
+    from verifiers import Box, Monotonicity, Status, Verdict
+    from vpals_jax.config import TrainConfig, VerifierConfig
+    from vpals_jax.train.loop import Corrector, Round
+
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
+    c = Corrector(TrainConfig(loop="certified", round_budget_s=0.5), VerifierConfig(name="ouroboros", time_budget_s=3.0),
+                  [spec], 2)  # fmt: skip
+    unproven, proven = Verdict(Status.TIMEOUT, "ouroboros", {}), Verdict(Status.VERIFIED, "ouroboros", {})
+    seen = [c.round_budget()]
+    for v in (unproven, unproven, unproven, proven, unproven):
+        c.rounds.append(Round(len(c.rounds) + 1, 0, 0.0, 0.0, {0: v}))
+        seen.append(c.round_budget())
+    assert seen == [0.5, 1.0, 2.0, 3.0, 0.5, 1.0]  # capped at the verifier's budget, reset by a proof
+    assert c.round_budget(final=True) == 3.0
+    assert Corrector(TrainConfig(loop="certified"), VerifierConfig(name="ouroboros", time_budget_s=3.0), [spec],
+                     2).round_budget() == 3.0  # fmt: skip
+    with pytest.raises(ValueError, match="round_budget_s"):
+        Corrector(TrainConfig(loop="certified", round_budget_s=-1.0), VerifierConfig(name="ouroboros"), [spec], 2)

@@ -50,6 +50,7 @@ from verifiers.milp import decide_monotonicity_box, decide_output_box
 from verifiers.milp.slope import decide_slope_box
 from verifiers.network import ReluNetwork
 from verifiers.search.finish import FINISH_DEFAULTS, check_finish_options, finish_monotonicity, search_share, search_shift
+from verifiers.search.frontier import FrontierStore
 from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Status, Verdict
@@ -145,6 +146,7 @@ class CrownVerifier(Verifier):
         "n_grid": 32,
         "seed": 0,
         "compile_budget_s": 60.0,
+        "incremental": False,
         **FINISH_DEFAULTS,
         "order": "breadth",
         "split": "coef",
@@ -187,8 +189,11 @@ class CrownVerifier(Verifier):
         cb = opts["compile_budget_s"]
         if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 < cb < math.inf:
             raise ValueError(f"{self.name}: compile_budget_s must be a positive number of seconds, got {cb!r}")
+        if not isinstance(opts["incremental"], bool):
+            raise ValueError(f"{self.name}: incremental must be True or False, got {opts['incremental']!r}")
         check_finish_options(self.name, opts)
         super().__init__(**opts)
+        self._frontiers = FrontierStore()
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
         o = self.options
@@ -206,7 +211,9 @@ class CrownVerifier(Verifier):
         else:  # pragma: no cover - guarded by supported_specs
             raise AssertionError(spec.kind)
         split_budget = time_budget_s * (o["hybrid_fraction"] if o["hybrid_milp"] else 1.0)
-        res = search(net, spec, bound_fn, o, split_budget * search_share(spec, o))
+        res = search(net, spec, bound_fn, o, frontier=self._frontiers.get(spec) if o["incremental"] else None,
+                     time_budget_s=split_budget * search_share(spec, o))
+        self._frontiers.put(spec, res.frontier, proven=res.status == Status.VERIFIED)
         if isinstance(spec, Monotonicity):
             res = finish_monotonicity(net, spec, res, o, deadline=start + res.compile_s + split_budget)
         verdict = Verdict(**res.verdict_fields(), **base)

@@ -40,9 +40,10 @@ from verifiers.bounds.interval import PRECISIONS, make_monotonicity_bound_fn, ma
 from verifiers.directional import DirectionalSlope
 from verifiers.network import ReluNetwork
 from verifiers.search.finish import FINISH_DEFAULTS, check_finish_options, finish_monotonicity, search_share, search_shift
+from verifiers.search.frontier import FrontierStore
 from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec
-from verifiers.verdict import Verdict
+from verifiers.verdict import Status, Verdict
 
 
 def _default_batch_size() -> int:
@@ -61,6 +62,7 @@ class OuroborosVerifier(Verifier):
         "n_samples": 1024,
         "seed": 0,
         "compile_budget_s": 60.0,
+        "incremental": False,
         **FINISH_DEFAULTS,
         "order": "breadth",
         "precision": "float64",
@@ -87,8 +89,11 @@ class OuroborosVerifier(Verifier):
         cb = opts["compile_budget_s"]
         if isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 < cb < math.inf:
             raise ValueError(f"ouroboros: compile_budget_s must be a positive number of seconds, got {cb!r}")
+        if not isinstance(opts["incremental"], bool):
+            raise ValueError(f"ouroboros: incremental must be True or False, got {opts['incremental']!r}")
         check_finish_options("ouroboros", opts)
         super().__init__(**opts)
+        self._frontiers = FrontierStore()
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
         o = self.options
@@ -105,7 +110,9 @@ class OuroborosVerifier(Verifier):
         else:  # pragma: no cover - guarded by supported_specs in Verifier.verify
             raise AssertionError(spec.kind)
         start = time.perf_counter()
-        res = search(net, spec, bound_fn, o, time_budget_s * search_share(spec, o))
+        res = search(net, spec, bound_fn, o, frontier=self._frontiers.get(spec) if o["incremental"] else None,
+                     time_budget_s=time_budget_s * search_share(spec, o))
+        self._frontiers.put(spec, res.frontier, proven=res.status == Status.VERIFIED)
         if isinstance(spec, Monotonicity):
             res = finish_monotonicity(net, spec, res, o, deadline=start + res.compile_s + time_budget_s)
         return Verdict(**res.verdict_fields(), **base)

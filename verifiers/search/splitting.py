@@ -46,6 +46,7 @@ import numpy as np
 
 from verifiers.base import confirmed_margin
 from verifiers.bounds.result import BoundFn, CheckFn, FalsifyFn
+from verifiers.search.frontier import Frontier, make_frontier
 from verifiers.network import ReluNetwork
 from verifiers.search.pool import Pool, empty
 from verifiers.search.witness import make_falsifier
@@ -75,6 +76,7 @@ class SplitResult:
     compile_s: float = 0.0  # wall time of the first bound call (compilation, mostly)
     message: str = ""
     stats: dict = field(default_factory=dict)
+    frontier: Frontier | None = None  # every leaf of the search (``keep_frontier``), to seed the next one
 
     def verdict_fields(self) -> dict:  # the keyword arguments of Verdict that this result fills
         return {
@@ -142,8 +144,15 @@ def split_and_bound(
     stop_on_counterexample: bool = True,
     max_counterexamples: int = 8,
     compile_budget_s: float = 60.0,
+    frontier: Frontier | None = None,
+    keep_frontier: bool = False,
 ) -> SplitResult:
     """Branch and bound over ``region`` with ``bound_fn``; see the module docstring.
+
+    Incremental verification (:mod:`verifiers.search.frontier`): with ``frontier``, the leaves of an
+    earlier search over exactly this region, an unproven root is replaced by those leaves instead
+    of its bisection (when the box budget can hold them); ``keep_frontier`` returns this search's
+    own leaves as ``frontier``.
 
     ``max_boxes`` counts bounded boxes (the root included). The first bound call (compilation,
     mostly) is bounded by ``compile_budget_s`` and reported as ``compile_s``; ``time_budget_s`` is
@@ -168,6 +177,8 @@ def split_and_bound(
 
     pool = Pool(n, order)
     pool.push(region.lower[None].copy(), region.upper[None].copy(), np.ones(1), np.full(1, -np.inf))
+    seed_leaves = frontier if frontier is not None and len(frontier) > 1 and frontier.tiles(region) else None
+    proven_leaves: list[tuple[np.ndarray, ...]] = []  # kept only for the frontier
     unresolved: list[tuple[np.ndarray, ...]] = []  # (lo, hi, vol, bound)
     examined = 0
     batches = 0
@@ -235,6 +246,8 @@ def split_and_bound(
         if proven.any():
             verified_vol += float(vol[proven].sum())
             min_proven = min(min_proven, float(lb[proven].min()))
+            if keep_frontier:
+                proven_leaves.append((lo[proven], hi[proven], vol[proven]))
         open_ = ~proven
         if not open_.any():
             continue
@@ -248,6 +261,13 @@ def split_and_bound(
                 unresolved.append((lo, hi, vol, lb))
                 break
 
+        if seed_leaves is not None:  # the unproven root: continue from the last search's leaves
+            if len(seed_leaves) <= max_boxes - examined:
+                pool.push(seed_leaves.lower.copy(), seed_leaves.upper.copy(), seed_leaves.volume.copy(),
+                          np.full(len(seed_leaves), lb[0]))  # fmt: skip
+                seed_leaves = None
+                continue
+            seed_leaves = None
         # Bisect at the midpoint of the best splittable dimension.
         mid = (lo + hi) / 2.0
         splittable = free[None, :] & (mid > lo) & (mid < hi)
@@ -333,17 +353,20 @@ def split_and_bound(
         compile_s=compile_s,
         message=message,
         stats=stats,
+        frontier=make_frontier(region, [*proven_leaves, (u_lo, u_hi, u_vol)]) if keep_frontier else None,
     )
 
 
 def search(
-    net: ReluNetwork, spec: Spec, bound_fn: BoundFn, options: dict, time_budget_s: float
-) -> SplitResult:
+    net: ReluNetwork, spec: Spec, bound_fn: BoundFn, options: dict, time_budget_s: float,
+    frontier: Frontier | None = None,
+) -> SplitResult:  # fmt: skip
     """The engine run that the bounding backends share: the shared witness search, and the base
     class's witness test as ``check_fn`` (rounding noise never stops a search early).
 
     ``options`` holds the backend's ``batch_size``, ``max_boxes``, ``order``, ``seed``,
-    ``n_samples``, ``n_grid`` and ``compile_budget_s``.
+    ``n_samples``, ``n_grid``, ``compile_budget_s`` and ``incremental`` (keep the leaves as the
+    result's ``frontier``; ``frontier`` is the one of the previous search of this spec).
     """
     o = options
     return split_and_bound(
@@ -357,4 +380,6 @@ def search(
         check_fn=partial(confirmed_margin, net, spec),
         seed=o["seed"],
         compile_budget_s=o["compile_budget_s"],
+        frontier=frontier,
+        keep_frontier=bool(o.get("incremental", False)),
     )
