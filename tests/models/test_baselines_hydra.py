@@ -4,6 +4,8 @@ written from a small sweep; certified training refuses the baselines."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from helpers import compose_train
@@ -44,3 +46,28 @@ def test_certified_loop_refuses_a_baseline(tmp_path):
     with pytest.raises(ValueError, match="train.loop=certified trains the MLP layout only; model=cmnn"):
         run_training(cfg)
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_best_epoch_reads_only_epoch_records(tmp_path):
+    from experiments.monotone_baselines import best_epoch
+
+    lines = [{"epoch": 1, "test": {"rmse": 3.0, "accuracy": 0.5}}, {"event": "verification", "round": 1},
+             {"epoch": 2, "test": {"rmse": 2.0, "accuracy": 0.8}}, {"epoch": 3, "test": {"rmse": 2.5, "accuracy": 0.7}}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    assert best_epoch(tmp_path) == (4.0, 0.8)
+    assert all(np.isnan(v) for v in best_epoch(tmp_path / "none"))
+
+
+def test_selection_picks_the_epoch_on_validation_rows(tmp_path, monkeypatch):
+    import experiments.monotone_baselines_select as sel
+
+    monkeypatch.setattr(sel, "GRID", {"model.width": [8], "optim.lr": [1e-2], "optim.weight_decay": [0.0]})
+    monkeypatch.setattr(sel, "MAX_EPOCHS", {"auto_mpg": 3})
+    choice = sel.select("auto_mpg", "cmnn", tmp_path, folds=1, fraction=0.2)
+    run_dir = tmp_path / "select" / "auto_mpg" / "cmnn" / "width8_lr0.01_weight_decay0" / "0"
+    curve = sel.validation_curve(run_dir)
+    assert len(curve) == 3 and choice["epochs"] == int(np.argmin(curve)) + 1
+    assert choice["val_mse"] == pytest.approx(curve.min())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["n_test"] == round(0.2 * 314) and summary["n_train"] == 314 - round(0.2 * 314)  # validation rows
+    assert summary["verdicts"] == []  # selection runs are not verified
