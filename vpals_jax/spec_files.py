@@ -45,6 +45,7 @@ from verifiers.specs import RawUnits, spec_class
 from vpals_jax.config import SpecSetConfig
 from vpals_jax.data import schema
 from vpals_jax.data.normalizer import MinMaxNormalizer
+from vpals_jax.data.unified import APP_PREFIX, SCALED_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -175,4 +176,19 @@ def build_specs(cfg: SpecSetConfig | Mapping[str, Any], normalizer: MinMaxNormal
         specs.append(spec)
     if not specs:
         raise ValueError(f"spec set {get('name', '?')!r} lists no specs")
+    _check_app_fixed(specs, normalizer, get("name", "?"))
     return specs
+
+
+def _check_app_fixed(specs: Sequence[Spec], normalizer: MinMaxNormalizer, set_name: str) -> None:
+    """A unified model (``data.source=unified``) takes the app as a one-hot input and its target scaled
+    per app: a spec means something only per app, with every app column fixed (``vpals_jax.unified_specs``)."""
+    if not normalizer.target_name.endswith(SCALED_SUFFIX):
+        return
+    for i, name in enumerate(normalizer.feature_names):
+        if not name.startswith(APP_PREFIX):
+            continue
+        free = [s for s in specs if s.region.lower[i] != s.region.upper[i]]
+        if free:
+            raise ValueError(f"spec set {set_name!r} leaves the app input {name!r} free ({free[0].name!r}): a unified "
+                             "model's specs hold per app; derive them with vpals_jax.unified_specs (docs/unified.md)")

@@ -40,6 +40,8 @@ class Dataset:
     # calibration rows held out of training (data.calibration_fraction): conformal intervals
     x_cal: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     y_cal: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # a unified dataset (data.source=unified): per app, the (min, max - min) its target is scaled by
+    target_scales: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _random_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,6 +87,10 @@ def _table_frames(cfg: DataConfig) -> tuple[list[pd.DataFrame], dict[str, int]]:
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Read, validate, filter and split the data the config names."""
     frames: list[pd.DataFrame]
+    if cfg.source == "unified":  # several apps, the app a one-hot input: each member loaded as its own run would
+        from vpals_jax.data import unified
+
+        return Dataset(**unified.combine(cfg, {app: load_dataset(c) for app, c in unified.member_configs(cfg)}))
     if cfg.source != "table" and (cfg.test_path or cfg.columns or cfg.units):
         raise DataError(f"data.test_path, data.columns and data.units need data.source=table, not {cfg.source!r}")
     if cfg.source == "synthetic":
@@ -99,7 +105,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         directions = dict(src.feature_directions)
         default_target, default_features, where = src.target, src.features, cfg.path or cfg.source
     else:
-        raise DataError(f"unknown data.source {cfg.source!r}; use synthetic, table or one of {sorted(BENCHMARKS)}")
+        raise DataError(f"unknown data.source {cfg.source!r}; use synthetic, table, unified or one of {sorted(BENCHMARKS)}")
 
     target = cfg.target or default_target
     features = list(cfg.features) if cfg.features else list(default_features)

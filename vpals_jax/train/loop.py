@@ -107,8 +107,8 @@ class Round:
         parts = []
         for i, v in sorted(self.verdicts.items()):
             s = specs[i]
-            name = (f"{feature_names[s.feature]}{'+' if s.sign > 0 else '-'}" if isinstance(s, Monotonicity)
-                    else s.to_dict().get("name") or s.kind)  # fmt: skip
+            name = s.to_dict().get("name") or (f"{feature_names[s.feature]}{'+' if s.sign > 0 else '-'}"
+                                               if isinstance(s, Monotonicity) else s.kind)  # fmt: skip
             why = f" ({v.message})" if v.status in (Status.UNKNOWN, Status.TIMEOUT, Status.ERROR) else ""
             parts.append(f"{name} {v.status.value}{why}")
         return f"round {self.index} (epoch {self.epoch}): " + ", ".join(parts)

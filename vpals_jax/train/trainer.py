@@ -28,7 +28,7 @@ from vpals_jax.convert import to_relu_network
 from vpals_jax.data.dataset import Dataset, load_dataset
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
-from vpals_jax.spec_files import build_specs
+from vpals_jax.unified_specs import run_specs
 from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.calibrate import coverage_report, fit_calibration, save_calibration
 from vpals_jax.train.loop import Corrector
@@ -89,7 +89,7 @@ def run_training(cfg: Config | DictConfig, on_start: Callable[[Path], None] | No
     n_features = len(data.feature_names)
     corrector = None
     if tc.loop != "normal" or tc.verify_at_end:
-        corrector = Corrector(tc, cfg.verifier, build_specs(cfg.spec, norm), n_features, seed=tc.seed)
+        corrector = Corrector(tc, cfg.verifier, run_specs(cfg.spec, data, norm), n_features, seed=tc.seed)
     if tc.loop == "certified" and cfg.model.name != "mlp":
         raise ValueError(f"train.loop=certified trains the MLP layout only; model={cfg.model.name} is monotone by "
                          "construction (use train.loop=normal train.verify_at_end=true)")  # fmt: skip
