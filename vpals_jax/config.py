@@ -14,7 +14,6 @@ them before any job code runs (``data.app=../../x`` would otherwise create one o
 from __future__ import annotations
 
 import math
-
 import re
 import sys
 from dataclasses import dataclass, field
@@ -148,6 +147,7 @@ class TrainConfig:
     verify_at_end: bool = False  # normal loop: verify the final model once (the unverified baseline)
     accuracy_threshold: float = 0.9  # verify only once train accuracy reaches it; stop needs it too
     verify_every: int = 1  # epochs between verification rounds
+    verify_from: int = 0  # no round before this epoch (certified: rounds before min_epochs cannot end the run)
     # > 0: a round's time budget per spec starts here and doubles after every round that leaves a
     # spec unproven, up to verifier.time_budget_s (the last epoch's round always gets all of it);
     # 0: every round gets verifier.time_budget_s

@@ -180,3 +180,14 @@ def test_round_budget_doubles_after_unproven_rounds_and_the_final_round_gets_it_
                      2).round_budget() == 3.0  # fmt: skip
     with pytest.raises(ValueError, match="round_budget_s"):
         Corrector(TrainConfig(loop="certified", round_budget_s=-1.0), VerifierConfig(name="ouroboros"), [spec], 2)
+
+
+def test_no_round_before_verify_from():
+    from verifiers import Box, Monotonicity
+    from vpals_jax.config import TrainConfig, VerifierConfig
+    from vpals_jax.train.loop import Corrector
+
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
+    c = Corrector(TrainConfig(loop="spec_data", verify_every=10, verify_from=30, accuracy_threshold=0.0),
+                  VerifierConfig(name="ouroboros"), [spec], 2)  # fmt: skip
+    assert [e for e in range(1, 61) if c.due(e, 1.0)] == [30, 40, 50, 60]

@@ -49,7 +49,13 @@ from verifiers.directional import DirectionalSlope
 from verifiers.milp import decide_monotonicity_box, decide_output_box
 from verifiers.milp.slope import decide_slope_box
 from verifiers.network import ReluNetwork
-from verifiers.search.finish import FINISH_DEFAULTS, check_finish_options, finish_monotonicity, search_share, search_shift
+from verifiers.search.finish import (
+    FINISH_DEFAULTS,
+    check_finish_options,
+    finish_monotonicity,
+    search_share,
+    search_shift,
+)
 from verifiers.search.frontier import FrontierStore
 from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec

@@ -39,7 +39,13 @@ from verifiers.base import Verifier, register_verifier
 from verifiers.bounds.interval import PRECISIONS, make_monotonicity_bound_fn, make_output_bound_fn, make_slope_bound_fn
 from verifiers.directional import DirectionalSlope
 from verifiers.network import ReluNetwork
-from verifiers.search.finish import FINISH_DEFAULTS, check_finish_options, finish_monotonicity, search_share, search_shift
+from verifiers.search.finish import (
+    FINISH_DEFAULTS,
+    check_finish_options,
+    finish_monotonicity,
+    search_share,
+    search_shift,
+)
 from verifiers.search.frontier import FrontierStore
 from verifiers.search.splitting import search
 from verifiers.specs import Monotonicity, OutputBound, Spec

@@ -46,8 +46,8 @@ import numpy as np
 
 from verifiers.base import confirmed_margin
 from verifiers.bounds.result import BoundFn, CheckFn, FalsifyFn
-from verifiers.search.frontier import Frontier, make_frontier
 from verifiers.network import ReluNetwork
+from verifiers.search.frontier import Frontier, make_frontier
 from verifiers.search.pool import Pool, empty
 from verifiers.search.witness import make_falsifier
 from verifiers.specs import Box, Spec

@@ -176,6 +176,7 @@ class Corrector:
             self.train.loop != "normal"
             and (self.train.loop != "certified" or self.cert_scale(epoch) >= 1.0)
             and train_accuracy >= self.train.accuracy_threshold
+            and epoch >= self.train.verify_from
             and epoch % max(self.train.verify_every, 1) == 0
         )
 

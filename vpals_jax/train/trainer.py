@@ -28,7 +28,6 @@ from vpals_jax.convert import to_relu_network
 from vpals_jax.data.dataset import Dataset, load_dataset
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
-from vpals_jax.unified_specs import run_specs
 from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.calibrate import coverage_report, fit_calibration, save_calibration
 from vpals_jax.train.loop import Corrector
@@ -36,6 +35,7 @@ from vpals_jax.train.metrics import MetricsLog, regression_metrics
 from vpals_jax.train.plots import plot_training_curve, plot_wall_time
 from vpals_jax.train.rundir import RunDirError, RunLock, check_resumable
 from vpals_jax.train.steps import create_state, epoch_key, predict, train_epoch
+from vpals_jax.unified_specs import run_specs
 
 log = logging.getLogger(__name__)
 
