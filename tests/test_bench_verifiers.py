@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from experiments.bench_verifiers.job import run_job
-from experiments.bench_verifiers.report import write_report, wrong_verdicts
+from experiments.bench_verifiers.report import suite_lines, summary, write_report, wrong_verdicts
 from experiments.bench_verifiers.suite import load_suite, ranking_instances, save_suite, synthetic_instances
 from vpals_jax.config import VerifierConfig
 
@@ -55,3 +56,79 @@ def test_quick_ranking_suite_has_no_wrong_verdicts_and_reports_wall_times(tmp_pa
     t = table.set_index("verifier")
     assert (t.job_wall_s >= t.sum_time_s).all()  # compilation and set-up are counted, not hidden
     assert t.loc["crown", "solved"] >= 1 and t.loc["milp", "solved"] >= 1
+
+
+def test_reference_is_the_exact_milp_where_truth_is_unknown():
+    """A verdict against the exact MILP is wrong even when no counterexample contradicts it."""
+    rows = pd.DataFrame([
+        {"instance": "d", "truth": None, "verifier": "milp", "backend": "milp", "status": "VERIFIED", "counterexamples": 0},
+        {"instance": "d", "truth": None, "verifier": "y", "backend": "crown", "status": "FALSIFIED", "counterexamples": 0},
+        {"instance": "d", "truth": None, "verifier": "z", "backend": "crown", "status": "TIMEOUT", "counterexamples": 0},
+        {"instance": "e", "truth": None, "verifier": "milp", "backend": "milp", "status": "TIMEOUT", "counterexamples": 0},
+        {"instance": "e", "truth": None, "verifier": "y", "backend": "crown", "status": "VERIFIED", "counterexamples": 0},
+    ])  # fmt: skip
+    wrong = wrong_verdicts(rows)
+    assert list(zip(wrong.instance, wrong.verifier)) == [("d", "y")] and "exact MILP" in wrong.why.iloc[0]
+
+
+def test_summary_states_suite_size_references_and_whether_the_ranking_separates(tmp_path):
+    rows = [{"instance": f"i{k}", "kind": "planted" if k < 2 else "random", "truth": "FALSIFIED" if k < 2 else None,
+             "verifier": v, "backend": v, "status": s, "counterexamples": int(s == "FALSIFIED"), "time_s": 0.5,
+             "compile_s": 0.1, "boxes": 1, "time_limit_s": 2.0}
+            for k in range(3) for v, s in (("milp", "FALSIFIED" if k < 2 else "VERIFIED"),
+                                          ("crown", "FALSIFIED" if k == 0 else "TIMEOUT"))]  # fmt: skip
+    df = pd.DataFrame(rows)
+    table = summary(df, wrong_verdicts(df))
+    lines = suite_lines(df, table)
+    assert lines[0].startswith("Suite: 3 instances (planted 2, random 1); time limit 2 s")
+    assert "2 by ground truth" in lines[1] and "1 by exact MILP" in lines[1]
+    assert "best milp solves 3/3" in lines[2] and "a backend solves everything" in lines[2]
+    t = table.set_index("verifier")
+    assert (t.loc["crown", ["verified", "falsified", "solved"]] == [0, 1, 1]).all() and t.loc[
+        "crown", "compile_s"
+    ] == pytest.approx(0.3)
+    df.loc[(df.verifier == "milp") & (df.instance == "i2"), "status"] = "TIMEOUT"
+    assert suite_lines(df, summary(df, wrong_verdicts(df)))[2].endswith("no backend solves everything.")
+
+
+def test_domain_predictors_are_17_input_whole_domain_cached_and_deterministic(tmp_path, monkeypatch):
+    """Tiny recipes (2 epochs): the suite's predictor instances, their cache, their determinism."""
+    from experiments.bench_verifiers import predictors
+
+    tiny = {"epochs": 2, "n_samples": 600, "width": 8}
+    instances = predictors.predictor_instances(tmp_path / "cache", ("nginx",), quick=True, **tiny)
+    assert len(instances) == 2 * len(predictors.QUICK_SPECS)
+    assert {i.kind for i in instances} == {"domain17_normal", "domain17_certified"}
+    for inst in instances:
+        assert inst.net.n_inputs == 17 and inst.width == 8
+        # whole domain: the spec's region is the normaliser's whole training range, not a slice
+        assert np.allclose(inst.spec.region.lower, 0.0) and np.allclose(inst.spec.region.upper, 1.0)
+    assert {type(i.spec).__name__ for i in instances} == {"Monotonicity", "OutputBound"}
+
+    def no_training(cfg):
+        raise AssertionError("trained again although cached")
+
+    monkeypatch.setattr("vpals_jax.train.trainer.run_training", no_training)
+    again = predictors.predictor_instances(tmp_path / "cache", ("nginx",), quick=True, **tiny)
+    assert all(np.array_equal(a.net.weights[0], b.net.weights[0]) for a, b in zip(instances, again))
+    monkeypatch.undo()
+    fresh = predictors.train_predictor(predictors.Recipe("nginx", "normal", **tiny), tmp_path / "other")
+    from vpals_jax.convert import load_network
+
+    net = load_network(str(fresh))[0]
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, instances[0].net.weights))  # same recipe, same net
+
+
+def test_command_line_takes_key_value_settings_and_the_older_flags(capsys):
+    from experiments.bench_verifiers.cli import parse_args
+
+    new = parse_args(["quick=true", "time_limit=1", "verifiers=crown,milp", "nnet=[a.nnet,b.nnet]"])
+    old = parse_args(["--quick", "--time-limit", "1", "--verifiers", "crown,milp", "--nnet", "a.nnet", "b.nnet"])
+    assert new == old and new["quick"] is True and new["time_limit"] == 1.0 and new["nnet"] == ["a.nnet", "b.nnet"]
+    assert parse_args(["--no-trained"])["trained"] is False and parse_args([])["trained"] is True
+    for bad, named in (["quick=maybe"], "quick"), (["time_limit=-1"], "time_limit"), (["verifiers=nope"], "nope"), (
+            ["colour=red"], "colour=red"):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            parse_args(bad)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and err.startswith("vpals-bench: error: ") and named in err and "\n" not in err

@@ -50,6 +50,7 @@ QUICK = [
     ("experiments.conformal", "--apps nginx --real none --n-samples 2000 --epochs 2 --stream 500 --lead 200"),
     ("vpals_jax.train", "debug=fast train.epochs=1"),
     ("experiments.bench_verifiers", "--quick --time-limit 1"),
+    ("vpals-bench", "quick=true time_limit=1"),
     ("experiments.bench_train", "--n 2000 --epochs 1"),
     ("experiments.bench_ouroboros", "--boxes 2000 --ref-boxes 200"),
     ("experiments.bench_runtime", "--batch 500 --repeats 2 --single 50"),
@@ -57,7 +58,7 @@ QUICK = [
 ]
 # substring -> marked slow (15 s to several minutes each, even with QUICK)
 SLOW = ("experiment=paper_", "experiment=certified", "experiment=monotone_baselines", "experiments.conformal",
-        "experiments.certified", "experiments.bench_", "train.loop=certified",
+        "experiments.certified", "experiments.bench_", "vpals-bench", "train.loop=certified",
         "experiment=linnos", "runs/linnos/", "hydra/launcher=joblib")  # fmt: skip
 
 

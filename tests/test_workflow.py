@@ -182,6 +182,18 @@ def test_help_describes_the_app_and_its_groups(tmp_path):
     assert "vpals-train -m hparams_search=width_lr" in text
 
 
+def test_bench_help_lists_its_options(tmp_path):
+    """vpals-bench follows the other entry points: key=value settings, listed by --help."""
+    proc = run([console_script("vpals-bench"), "--help"], cwd=tmp_path)
+    text = proc.stdout
+    assert text.startswith("vpals-bench") and "Usage:\n  vpals-bench [key=value ...]" in text
+    for option in ("out=results/verifier_bench", "time_limit=8", "verifiers=", "quick=false", "apps=", "nnet=",
+                   "launcher=basic", "milp", "lirpa_alpha_crown"):  # fmt: skip
+        assert option in text, option
+    assert not list(tmp_path.iterdir())  # --help builds nothing
+    assert_quiet(proc)
+
+
 # 5. Figures ----------------------------------------------------------------------------------
 
 

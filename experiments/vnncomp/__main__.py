@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "experiments.vnncomp.job", "-m", f"instances_csv={args.instances_csv.resolve()}",
            f"instance=range(0,{n})", f"verifier={args.verifier}", f"timeout_s={args.timeout}",
-           f"cache_dir={out / 'jax_cache'}", f"hydra.sweep.dir={jobs}"]  # fmt: skip
+           f"cache_dir={out / 'jax_cache'}", f"counterexample_dir={out / f'counterexamples_{args.verifier}'}",
+           f"hydra.sweep.dir={jobs}"]  # fmt: skip
     if args.launcher != "basic":
         cmd.append(f"hydra/launcher={args.launcher}")
     subprocess.run(cmd, check=True)

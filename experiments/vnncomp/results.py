@@ -12,7 +12,7 @@ import pandas as pd
 VNNCOMP_RESULT = {"VERIFIED": "unsat", "FALSIFIED": "sat", "TIMEOUT": "timeout", "UNKNOWN": "unknown",
                   "ERROR": "error"}  # fmt: skip
 COLUMNS = ["index", "onnx", "vnnlib", "verifier", "result", "timeout_s", "time_s", "startup_s", "prepare_s", "run_s",
-           "worst_margin", "message"]  # fmt: skip
+           "worst_margin", "counterexample", "cex_check", "message"]  # fmt: skip
 
 
 def read_instances(path: Path) -> list[tuple[Path, Path, float]]:
