@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-collect bench clean
+.PHONY: run test test-slow test-collect test-ray bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,22 @@ test-collect: $(STAMP)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y stress-ng redis-server redis-tools nginx wrk mariadb-server sysbench
 	$(PY) -m pytest -q -m services tests/collect
 
+# hydra/launcher=ray: a two-job sweep on a local Ray cluster, in an environment of its own,
+# .venv-ray (the ray extra needs joblib<1.6, which .venv does not have: see pyproject.toml).
+RAY_VENV := .venv-ray
+RAY_PY := $(RAY_VENV)/bin/python
+RAY_STAMP := $(RAY_VENV)/.installed
+
+$(RAY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_PY) -m pip install -q --upgrade pip
+	$(RAY_PY) -m pip install -q torch==2.13.0
+	$(RAY_PY) -m pip install -q -e ".[dev,launchers,ray]"
+	$(RAY_PY) -m pip install -q --no-deps "auto_LiRPA==0.3"
+	touch $(RAY_STAMP)
+
+test-ray: $(RAY_STAMP)
+	$(RAY_PY) -m pytest -m ray tests/test_ray_launcher.py -p no:cacheprovider -q
+
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) $(RAY_VENV) outputs multirun
