@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # conf/experiment/certified.yaml holds the same settings for the Hydra multirun
 COMMON = [
     "spec=psi_monotone_tol", "verifier=crown", "verifier.time_budget_s=5", "+verifier.options.incremental=true",
+    "+verifier.options.iters=0",
     "optim.lr=0.003", "train.epochs=80", "train.loop_epochs=120", "train.min_epochs=80", "train.verify_every=10",
     "train.verify_from=80", "train.round_budget_s=0.5", "train.accuracy_threshold=0.0", "train.verify_at_end=true",
     "train.progress=false", "train.max_wall_s=1800",
