@@ -194,6 +194,13 @@ def test_bench_help_lists_its_options(tmp_path):
     assert_quiet(proc)
 
 
+def test_bench_tab_completion_installs_like_the_hydra_commands(tmp_path):
+    script = run([console_script("vpals-bench"), "-sc", "install=bash"], cwd=tmp_path).stdout
+    proc = subprocess.run(["bash", "-c", f"{script}\ncomplete -p vpals-bench"], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0 and "time_limit=" in proc.stdout and "verifiers=" in proc.stdout, proc.stderr
+
+
 # 5. Figures ----------------------------------------------------------------------------------
 
 

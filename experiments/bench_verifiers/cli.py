@@ -11,6 +11,7 @@ experiments.bench_verifiers --quick --time-limit 1``) are accepted too. Bad inpu
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,7 +54,8 @@ def help_text() -> str:
         f"  {PROG}                                   the full ranking (results/verifier_bench/summary.md)",
         f"  {PROG} quick=true time_limit=1           the quick suite, seconds per backend",
         f"  {PROG} verifiers=crown,milp nnet=[my.nnet] trained=false",
-        f"  {PROG} launcher=joblib                   one process per verifier", "",
+        f"  {PROG} launcher=joblib                   one process per verifier",
+        f'  eval "$({PROG} -sc install=bash)"         tab completion of the settings in bash', "",
         "Options (key=value; the values this command would use):", *rows, "",
         f"  == verifier configs (verifiers=...) ==\n    {known}", "",
         "The --flag spellings work too (--time-limit 1 --quick). More: docs/interchange.md, README.md.",
@@ -97,8 +99,19 @@ def _value(key: str, text: str) -> Any:
     return text
 
 
+def completion_script() -> str:
+    """Bash completion of the ``key=`` settings, installed as Hydra's commands install theirs
+    (``eval "$(vpals-bench -sc install=bash)"``), so every entry point completes alike."""
+    words = " ".join([*(f"{k}=" for k in OPTIONS), "--help"])
+    return f'complete -o nospace -W "{words}" {PROG}'
+
+
 def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     """Settings from ``key=value`` items (and the older ``--key value`` flags)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] in (["-sc", "install=bash"], ["--shell-completion", "install=bash"]):
+        print(completion_script())
+        raise SystemExit(0)
     ap = ArgumentParser(prog=PROG, add_help=True)
     for key, (default, help_) in OPTIONS.items():
         flag = "--" + key.replace("_", "-")
