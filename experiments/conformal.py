@@ -72,17 +72,17 @@ def measure(label: str, split: str, overrides: dict[str, Any], out: Path, stream
                "width_rel": float(np.mean(iv[:, 1] - iv[:, 0]) / norm.y_scale)}  # fmt: skip
         if cfg.data.source == "synthetic":
             xs, ys = fresh_stream(cfg, stream, data.feature_names, data.target_name, split == "ood")
-            calm = DriftMonitor(cal, norm)
+            calm = DriftMonitor(cal)
             first = alarm_row(calm, net, norm, xs, ys)
             row.update(id_stream_rows=len(xs), id_alarm_at=first)
             if split == "ood":
-                shifted = DriftMonitor(cal, norm)
+                shifted = DriftMonitor(cal)
                 x = np.vstack([xs[:lead], data.x_test])
                 y = np.concatenate([ys[:lead], data.y_test])
                 at = alarm_row(shifted, net, norm, x, y)
                 row["rows_after_shift"] = None if at is None else at - lead
         else:
-            row.update(id_stream_rows=len(data.x_test), id_alarm_at=alarm_row(DriftMonitor(cal, norm), net, norm,
+            row.update(id_stream_rows=len(data.x_test), id_alarm_at=alarm_row(DriftMonitor(cal), net, norm,
                                                                                data.x_test, data.y_test))  # fmt: skip
         rows.append(row)
         logging.info("%s", row)

@@ -89,10 +89,10 @@ def test_no_alarm_on_exchangeable_streams_and_an_alarm_soon_after_a_planted_shif
         rng = np.random.default_rng(100 + seed)
         cal = fit_calibration(CalibrationConfig(), NET, NORM, *draw(rng, 1000))
         x, y = draw(rng, 2000)
-        calm = DriftMonitor(cal, NORM, seed=seed)
+        calm = DriftMonitor(cal, seed=seed)
         false_alarms += calm.observe(x, NET.forward(x)[:, 0], y)["drift"].eq("alarm").any()
         (x1, y1), (x2, y2) = draw(rng, 1000), draw(rng, 1000, noise_scale=3.0)
-        shifted = DriftMonitor(cal, NORM, seed=seed)
+        shifted = DriftMonitor(cal, seed=seed)
         drift = [shifted.observe(xs, NET.forward(xs)[:, 0], ys) for xs, ys in ((x1, y1), (x2, y2))]
         assert not drift[0]["drift"].eq("alarm").any()
         assert drift[1]["drift"].eq("alarm").any()
@@ -106,7 +106,7 @@ def test_no_alarm_on_exchangeable_streams_and_an_alarm_soon_after_a_planted_shif
 def test_without_observed_targets_the_alarm_watches_the_predictions():
     rng = np.random.default_rng(5)
     cal = fit_calibration(CalibrationConfig(), NET, NORM, *draw(rng, 1000))
-    monitor = DriftMonitor(cal, NORM)
+    monitor = DriftMonitor(cal)
     x = rng.uniform(0.0, 1.0, size=(500, 3))
     assert not monitor.observe(x, NET.forward(x)[:, 0])["drift"].eq("alarm").any()
     x[:, :2] = rng.uniform(0.9, 1.0, size=(500, 2))  # every row heavily loaded: predictions move up

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         monitor = None
         if predictor.calibration is not None:
-            monitor = DriftMonitor(predictor.calibration, predictor.normalizer, threshold=args["drift_threshold"])
+            monitor = DriftMonitor(predictor.calibration, threshold=args["drift_threshold"])
         if args["input"] not in (None, "-") and not args["watch"]:
             frame = read_frame(args["input"])
             require_columns(frame, predictor.features, args["input"])  # else every row would be invalid
