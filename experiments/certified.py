@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -79,6 +80,9 @@ def run_row(run_dir: Path) -> dict:
     config = OmegaConf.load(run_dir / "config.yaml")
     data = load_dataset(DataConfig(**OmegaConf.to_container(config.data)))
     served = SafePredictor.load(run_dir).predict(pd.DataFrame(data.x_test, columns=data.feature_names))
+    verified = np.asarray(served.status) == "verified"
+    # in distribution: inside the training domain the specs are stated over (no margin)
+    inside = ((data.x_test >= data.x_train.min(axis=0)) & (data.x_test <= data.x_train.max(axis=0))).all(axis=1)
     statuses = [v["status"] for v in summary["verdicts"]]
     return {
         "app": data.name, "loop": config.train.loop, "seed": int(config.train.seed),
@@ -88,7 +92,8 @@ def run_row(run_dir: Path) -> dict:
         "verified_volume": summary["verified_volume"], "train_time_s": summary["train_time_s"],
         "wall_s": summary["wall_time_s"], "training_wall_s": summary.get("training_wall_s", summary["wall_time_s"]),
         "time_to_verified_s": summary["time_to_verified_s"],
-        "served_verified": float((served.status == "verified").mean()),
+        "served_verified": float(verified.mean()), "test_in_domain": float(inside.mean()),
+        "served_verified_in_domain": float(verified[inside].mean()) if inside.any() else float("nan"),
         "run_dir": str(run_dir),
     }  # fmt: skip
 
@@ -131,7 +136,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         rmse_ratio=("rmse_ratio", "mean"), all_verified=("all_verified", "mean"),
         verified_volume=("verified_volume", "mean"), time_ratio=("time_ratio", "mean"),
         time_to_verified_ratio=("time_to_verified_ratio", "mean"),
-        served_verified=("served_verified", "mean"),
+        served_verified=("served_verified", "mean"), test_in_domain=("test_in_domain", "mean"),
+        served_verified_in_domain=("served_verified_in_domain", "mean"),
     )  # fmt: skip
     return agg.reset_index()
 
