@@ -4,17 +4,23 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+COMMA := ,
 
 .PHONY: run test test-slow test-collect test-ray bench clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,launchers]"
+# $(call install_venv,<folder>,<extras>): one environment with the project and its pinned tools.
+define install_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q torch==2.13.0
+	$(1)/bin/python -m pip install -q -e ".[$(2)]"
 	# auto_LiRPA 0.3 declares torch<1.13 but works on torch 2.13 with verifiers/lirpa_compat.py.
-	$(PY) -m pip install -q --no-deps "auto_LiRPA==0.3"
-	touch $(STAMP)
+	$(1)/bin/python -m pip install -q --no-deps "auto_LiRPA==0.3"
+	touch $(1)/.installed
+endef
+
+$(STAMP): pyproject.toml
+	$(call install_venv,$(VENV),dev$(COMMA)launchers)
 
 run: $(STAMP)
 	$(PY) -m vpals_jax.train
@@ -41,12 +47,7 @@ RAY_PY := $(RAY_VENV)/bin/python
 RAY_STAMP := $(RAY_VENV)/.installed
 
 $(RAY_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(RAY_VENV)
-	$(RAY_PY) -m pip install -q --upgrade pip
-	$(RAY_PY) -m pip install -q torch==2.13.0
-	$(RAY_PY) -m pip install -q -e ".[dev,launchers,ray]"
-	$(RAY_PY) -m pip install -q --no-deps "auto_LiRPA==0.3"
-	touch $(RAY_STAMP)
+	$(call install_venv,$(RAY_VENV),dev$(COMMA)launchers$(COMMA)ray)
 
 test-ray: $(RAY_STAMP)
 	$(RAY_PY) -m pytest -m ray tests/test_ray_launcher.py -p no:cacheprovider -q
