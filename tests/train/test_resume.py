@@ -16,7 +16,8 @@ from vpals_jax.train import trainer
 from vpals_jax.train.loop import Corrector
 from vpals_jax.train.trainer import run_training
 
-TIMINGS = {"train_time_s", "wall_s", "start_s", "end_s", "time_s", "wall_time_s", "time_to_verified_s", "run_dir"}
+TIMINGS = {"train_time_s", "wall_s", "start_s", "end_s", "time_s", "wall_time_s", "training_wall_s", "time_to_verified_s",
+           "run_dir"}
 
 
 class Killed(BaseException):
