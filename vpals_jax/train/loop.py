@@ -11,7 +11,9 @@ Variants (``train.loop``):
   failed last time and stops at the first that still fails, saving verifier time;
 * ``certified``: ``spec_data`` plus certified training from the start: every step pushes the
   interval lower bound of every spec over boxes that grow to its whole region above a margin
-  (``steps.certified_hinge``), so that the verifier can prove the specs over the whole domain.
+  (``steps.certified_hinge``), so that the verifier can prove the specs over the whole domain;
+  its rounds stop at the first unproven spec, as ``early_rejection``'s do (only a round that
+  proves everything can end the run, and the bound hinge already covers every region).
 
 Counterexamples become pairs ``(x, x + eps c)`` for the spec-aware hinge loss
 (``steps.spec_hinge``). Only re-checked witnesses (the verifiers' own guarantee) enter the pool.
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 LOOPS = ("normal", "vanilla", "spec_data", "early_rejection", "certified")
 CORRECTING = ("spec_data", "early_rejection", "certified")  # loops that learn from regions and jitter
+REJECTING = ("early_rejection", "certified")  # rounds stop at the first unproven spec (module docstring)
 UNRESOLVED_CAPACITY = 64
 
 
@@ -184,9 +187,7 @@ class Corrector:
     def round_budget(self, final: bool = False) -> float:
         """Seconds per spec for the next round: ``train.round_budget_s`` doubled after each round in a
         row that left a spec unproven, capped at the verifier's budget (which the final round gets).
-
-        Why: until the weights are provable, a round mostly learns "not yet"; spending the full
-        budget on each unproven spec then dominates the run (nginx: 57 s of a 104 s run)."""
+        Why: until the weights are provable, a round mostly learns "not yet" (nginx: 57 s of 104)."""
         cap, base = float(self.verifier_cfg.time_budget_s), float(self.train.round_budget_s)
         if final or base <= 0:
             return cap
@@ -204,12 +205,12 @@ class Corrector:
         budget = self.round_budget(final)
         order = list(range(len(self.specs)))
         last_failed = self.failed_last_round()
-        if self.train.loop == "early_rejection" and last_failed:
+        if self.train.loop in REJECTING and last_failed:
             order = last_failed + [i for i in order if i not in last_failed]
         verdicts: dict[int, Verdict] = {}
         for i in order:
             verdicts[i] = self.verifier.verify(net, self.specs[i], time_budget_s=budget)
-            if self.train.loop == "early_rejection" and verdicts[i].status != Status.VERIFIED:
+            if self.train.loop in REJECTING and verdicts[i].status != Status.VERIFIED:
                 break
         rnd = Round(len(self.rounds) + 1, epoch, clock, clock + time.perf_counter() - t0, verdicts,
                     fingerprint=network_fingerprint(net))  # fmt: skip
