@@ -96,8 +96,7 @@ class MonotonicityFalsifier:
         return self.sign * self.f(x.reshape(S * G, -1))[:, 0].reshape(S, G)
 
     def __call__(self, lower, upper, rng: np.random.Generator, candidates=None) -> list[Counterexample]:
-        lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
-        upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+        lower, upper = _boxes(lower, upper)
         if not len(lower) or self.r_hi <= self.r_lo:
             return []
         n_pts = min(self.n_samples, max(4 * len(lower), 256))
@@ -152,14 +151,21 @@ class MonotonicityFalsifier:
         return out
 
 
-def _bound_violation(y: np.ndarray, lower: float | None, upper: float | None) -> np.ndarray:
-    """How far each value lies outside ``[lower, upper]`` (a missing side never binds)."""
+def _worst_outside(points: np.ndarray, y: np.ndarray, lower: float | None, upper: float | None,
+                   k: int) -> list[Counterexample]:  # fmt: skip
+    """The ``k`` points whose value ``y`` lies furthest outside ``[lower, upper]`` (a missing side
+    never binds), furthest first."""
     v = np.full(y.shape, -np.inf)
     if lower is not None:
         v = np.maximum(v, lower - y)
     if upper is not None:
         v = np.maximum(v, y - upper)
-    return v
+    ok = np.flatnonzero(v > 0)
+    return [Counterexample.make(points[r]) for r in ok[np.argsort(-v[ok], kind="stable")][:k]]
+
+
+def _boxes(lower, upper) -> tuple[np.ndarray, np.ndarray]:
+    return np.atleast_2d(np.asarray(lower, dtype=np.float64)), np.atleast_2d(np.asarray(upper, dtype=np.float64))
 
 
 def _sample_points(lower, upper, rng: np.random.Generator, n_samples: int, candidates=None, inward: float = 0.0):
@@ -195,8 +201,7 @@ class OutputBoundFalsifier:
         self.max_witnesses = int(max_witnesses)
 
     def __call__(self, lower, upper, rng: np.random.Generator, candidates=None) -> list[Counterexample]:
-        lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
-        upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+        lower, upper = _boxes(lower, upper)
         if not len(lower):
             return []
         pts, lo, hi = _sample_points(lower, upper, rng, self.n_samples, candidates)
@@ -205,11 +210,7 @@ class OutputBoundFalsifier:
         down = np.where(grad > 0, lo, hi)
         up = np.where(grad > 0, hi, lo)
         allp = np.concatenate([pts, down, up])
-        y = self.f(allp)[:, 0]
-        v = _bound_violation(y, self.spec.lower, self.spec.upper)
-        ok = np.flatnonzero(v > 0)
-        ok = ok[np.argsort(-v[ok], kind="stable")][: self.max_witnesses]
-        return [Counterexample.make(allp[r]) for r in ok]
+        return _worst_outside(allp, self.f(allp)[:, 0], self.spec.lower, self.spec.upper, self.max_witnesses)
 
 
 class SlopeFalsifier:
@@ -222,17 +223,13 @@ class SlopeFalsifier:
         self.max_witnesses = int(max_witnesses)
 
     def __call__(self, lower, upper, rng: np.random.Generator, candidates=None) -> list[Counterexample]:
-        lower = np.atleast_2d(np.asarray(lower, dtype=np.float64))
-        upper = np.atleast_2d(np.asarray(upper, dtype=np.float64))
+        lower, upper = _boxes(lower, upper)
         if not len(lower):
             return []
         # a candidate corner may sit on a piece's edge: step a little into its box
         pts, _, _ = _sample_points(lower, upper, rng, self.n_samples, candidates, inward=0.01)
         slope = np.asarray(self.net.gradient(pts, self.spec.direction), dtype=np.float64)
-        v = _bound_violation(slope, self.spec.lower, self.spec.upper)
-        ok = np.flatnonzero(v > 0)
-        ok = ok[np.argsort(-v[ok], kind="stable")][: self.max_witnesses]
-        return [Counterexample.make(pts[r]) for r in ok]
+        return _worst_outside(pts, slope, self.spec.lower, self.spec.upper, self.max_witnesses)
 
 
 def make_falsifier(
