@@ -115,3 +115,17 @@ def test_benchmark_path_override_is_a_data_directory():
     ds = load_dataset(DataConfig(source="linnos", path="data/external"))
     assert len(ds.x_train) + len(ds.x_cal) + len(ds.x_test) == 59870  # every line of the file
     assert ds.feature_names == list(BENCHMARKS["linnos"].features)
+
+
+def test_target_log_learns_the_log_and_refuses_non_positive_targets(tmp_path, table_csv):
+    plain = load_dataset(table_cfg(table_csv))
+    logged = load_dataset(table_cfg(table_csv, target_log=True))
+    assert logged.target_name == f"log_{plain.target_name}"
+    np.testing.assert_allclose(logged.y_train, np.log(plain.y_train))
+    assert logged.feature_directions == plain.feature_directions  # log is increasing: directions hold
+    df = pd.read_csv(table_csv)
+    df.loc[3, plain.target_name] = 0.0
+    bad = tmp_path / "zero.csv"
+    df.to_csv(bad, index=False)
+    with pytest.raises(DataError, match=rf"zero.csv: data.target_log needs a positive target; column '{plain.target_name}' holds 0.0"):
+        load_dataset(table_cfg(str(bad), target_log=True))

@@ -123,7 +123,14 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         min_target = cfg.min_target if cfg.min_target is not None else getattr(BENCHMARKS.get(cfg.source), "min_target", None)
         if min_target is not None:
             df = df[df[target] > min_target]
+        if cfg.target_log:
+            if (bad := df[target] <= 0).any():
+                raise DataError(f"{at}: data.target_log needs a positive target; column {target!r} holds "
+                                f"{float(df[target][bad].iloc[0])} (set data.min_target to filter such rows)")  # fmt: skip
+            df = df.assign(**{f"log_{target}": np.log(df[target])})
         cleaned.append(df)
+    if cfg.target_log:
+        target = f"log_{target}"
 
     if cfg.split == "given" or (cfg.source == "table" and cfg.test_path):  # data.test_path: the test rows
         if len(cleaned) != 2:
