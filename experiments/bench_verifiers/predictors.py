@@ -10,8 +10,8 @@ verdicts against the exact MILP and across backends.
 
 Training is deterministic (seeded data, initialisation and shuffle; no verification rounds during
 training: ``verify_every`` beyond the budget) and cached: a checkpoint under ``cache_dir`` keyed by
-every setting is loaded instead of trained again. Batch 64 over 4000 rows for 40 epochs was chosen
-by measurement (two loaded cores): the certified nginx model reaches test accuracy 0.89, crown
+every training setting, defaults included, is loaded instead of trained again. Batch 64 over 4000
+rows for 40 epochs was chosen by measurement (two loaded cores): the certified nginx model reaches test accuracy 0.89, crown
 proves 12 of its 15 specs within 3 s, and three (``sys_psi_mem_full_pct``, ``sys_psi_io_full_pct``,
 ``cg_psi_io_full_pct``) stay undecided by crown, lirpa and MILP at 8 s (batch 256: accuracy
 0.66-0.71 and no proof). The normal model is falsified on most specs within a second; its
@@ -48,8 +48,23 @@ class Recipe:
     n_samples: int = 4000
     seed: int = 0
 
+    def config(self, run_dir: str):
+        """The whole training config (every default included) of this recipe's run."""
+        from vpals_jax.config import Config, DataConfig, ModelConfig, SpecSetConfig, TrainConfig
+        from vpals_jax.runtime.requirement import load_spec_set
+
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, progress=False,
+                            loop=self.loop, verify_every=10**9, accuracy_threshold=0.0,
+                            cert_warmup=1, cert_ramp=self.epochs // 2)  # fmt: skip
+        return Config(run_dir=run_dir, train=train, spec=SpecSetConfig(**load_spec_set(SPEC_SET)),
+                      data=DataConfig(source="synthetic", app=self.app, n_samples=self.n_samples, seed=self.seed),
+                      model=ModelConfig(depth=self.depth, width=self.width))  # fmt: skip
+
     def key(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        """Named by the recipe, hashed over the whole config: a changed default or spec file trains
+        a new model instead of serving a cached one trained under other settings."""
+        settings = asdict(self.config(""))
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{self.app}_{self.loop}_{self.depth}x{self.width}_{digest}"
 
 
@@ -58,8 +73,6 @@ def train_predictor(recipe: Recipe, cache_dir: Path) -> Path:
 
     Trained into a temporary folder and moved into place, so an interrupted run leaves no half
     checkpoint in the cache."""
-    from vpals_jax.config import Config, DataConfig, ModelConfig, SpecSetConfig, TrainConfig
-    from vpals_jax.runtime.requirement import load_spec_set
     from vpals_jax.train.trainer import run_training
 
     run = cache_dir / recipe.key()
@@ -67,12 +80,7 @@ def train_predictor(recipe: Recipe, cache_dir: Path) -> Path:
         return run
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{recipe.key()}."))
-    train = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, seed=recipe.seed, progress=False,
-                        loop=recipe.loop, verify_every=10**9, accuracy_threshold=0.0,
-                        cert_warmup=1, cert_ramp=recipe.epochs // 2)  # fmt: skip
-    cfg = Config(run_dir=str(tmp), train=train, spec=SpecSetConfig(**load_spec_set(SPEC_SET)),
-                 data=DataConfig(source="synthetic", app=recipe.app, n_samples=recipe.n_samples, seed=recipe.seed),
-                 model=ModelConfig(depth=recipe.depth, width=recipe.width))  # fmt: skip
+    cfg = recipe.config(str(tmp))
     try:
         run_training(cfg)
         if run.exists():  # a concurrent run cached it first
