@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from helpers import compose_train, make_table
 
 from vpals_jax.runtime.predictor import SafePredictor
@@ -48,3 +49,30 @@ def test_a_tiny_whole_domain_problem_certifies_and_is_served_verified(tmp_path):
     outside = inside.copy()
     outside["cg_psi_cpu_some_pct"] = norm.x_max[predictor.features.index("cg_psi_cpu_some_pct")] + 5.0
     assert not (predictor.predict(outside).status == "verified").any()  # beyond the proven domain
+
+
+def test_a_log_target_is_proven_with_the_exact_spec_and_served_in_log_units(tmp_path):
+    """CardWiki's path (``data.target_log``): the exact spec proven of log(num_rows) over the whole
+    box, the rows served ``verified``, and the served values log row counts."""
+    cfg = compose_train([
+        "data.source=cardwiki", "data.target_log=true", "spec=cardwiki", f"run_dir={tmp_path / 'run'}",
+        "model.depth=1", "model.width=32", "train.batch_size=256", "train.progress=false", "train.loop=certified",
+        "train.epochs=30", "train.min_epochs=30", "train.verify_from=30", "train.loop_epochs=40",
+        "train.verify_every=5", "train.cert_lam=0.1", "train.accuracy_threshold=0.0", "verifier=crown",
+        "verifier.time_budget_s=10", "optim.lr=3e-3",
+    ])  # fmt: skip
+    summary = run_training(cfg)
+    assert summary["target"] == "log_num_rows"
+    assert summary["stop_reason"] == "verified", summary["stop_reason"]
+    predictor = SafePredictor.load(tmp_path / "run")
+    from vpals_jax.data.tables import read_benchmark
+
+    rows = read_benchmark("cardwiki")[0]
+    rows = rows[rows["num_rows"] > 100]
+    norm = predictor.normalizer
+    x = rows[predictor.features].to_numpy()
+    inside = rows[((x >= norm.x_min) & (x <= norm.x_max)).all(axis=1)].head(500)
+    served = predictor.predict(inside[predictor.features])
+    assert (served.status == "verified").all()
+    # log units: the served values lie in the range of log(num_rows), far below the raw counts
+    assert (served.latency > np.log(100) - 2).all() and (served.latency < np.log(rows["num_rows"].max()) + 2).all()
