@@ -212,7 +212,8 @@ class SafePredictor:
     def predict(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> Prediction:
         x = self.as_matrix(rows)
         codes, y_n = self._guarded_forward(x)
-        point = np.where(codes == INVALID, np.nan, self.normalizer.inverse_y(y_n))  # f(x), before the policy
+        with np.errstate(over="ignore"):  # a row far outside the domain may overflow to inf; its status says so
+            point = np.where(codes == INVALID, np.nan, self.normalizer.inverse_y(y_n))  # f(x), before the policy
         interval = self._interval(x, point)
         bounded = np.zeros(len(x), bool)
         untrusted = codes != VERIFIED
@@ -223,9 +224,10 @@ class SafePredictor:
             y_n[untrusted] = self._nearest_region_bound(x[untrusted])
             bounded = untrusted & np.isfinite(y_n)
         y_n = np.where(codes == INVALID, np.nan, y_n)
-        latency = self.normalizer.inverse_y(y_n)
-        # A bound lifts the point; the upper end rises with it (the calibrated residual is of f(x)).
-        lower, upper = interval[:, 0], interval[:, 1] + np.where(bounded, latency - point, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf where such a row is not bounded
+            latency = self.normalizer.inverse_y(y_n)
+            # A bound lifts the point; the upper end rises with it (the calibrated residual is of f(x)).
+            lower, upper = interval[:, 0], interval[:, 1] + np.where(bounded, latency - point, 0.0)
         refused = np.isnan(latency)
         return Prediction(latency, codes, bounded & (codes != INVALID), np.where(refused, np.nan, lower),
                           np.where(refused, np.nan, upper))  # fmt: skip
