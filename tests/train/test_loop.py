@@ -191,3 +191,14 @@ def test_no_round_before_verify_from():
     c = Corrector(TrainConfig(loop="spec_data", verify_every=10, verify_from=30, accuracy_threshold=0.0),
                   VerifierConfig(name="ouroboros"), [spec], 2)  # fmt: skip
     assert [e for e in range(1, 61) if c.due(e, 1.0)] == [30, 40, 50, 60]
+
+
+def test_boxes_reach_the_whole_region_exactly_at_the_end_of_the_ramp():
+    """0.05 + 0.95 * 3 / 3 rounds to 1 - 1e-16: no round would be due where the ramp ends."""
+    from vpals_jax.config import TrainConfig, VerifierConfig
+    from vpals_jax.train.loop import Corrector
+
+    c = Corrector(TrainConfig(loop="certified", cert_warmup=1, cert_ramp=3, cert_min_scale=0.05, verify_every=1,
+                              verify_from=0, accuracy_threshold=0.0), VerifierConfig(), [], 3)  # fmt: skip
+    assert c.cert_scale(0) == 0.0 and 0 < c.cert_scale(3) < 1.0
+    assert c.cert_scale(4) == 1.0 and c.due(4, 1.0) and not c.due(3, 1.0)

@@ -268,6 +268,8 @@ class Corrector:
         t = self.train
         if epoch < t.cert_warmup:
             return 0.0
+        if epoch >= t.cert_warmup + max(t.cert_ramp, 1):  # exactly 1: the sum below can round to 1 - 1e-16
+            return 1.0
         return float(min(1.0, t.cert_min_scale + (1 - t.cert_min_scale) * (epoch - t.cert_warmup) / max(t.cert_ramp, 1)))
 
     def certify(self, epoch: int) -> Certify | None:
