@@ -80,8 +80,9 @@ def dataset_label(data: dict[str, Any]) -> str:
 
 
 def heart_accuracy(job_dir: Path, config: dict[str, Any]) -> float:
-    """Share of test rows on the right side of 0.5: the published Heart metric, whatever the
-    run's ``train.tolerance``."""
+    """Share of test rows on the right side of probability 0.5: the published Heart metric, whatever
+    the run's ``train.tolerance``. A ``train.loss=bce`` run serves a logit (threshold 0), an ``mse``
+    run the 0/1 target regressed (threshold 0.5)."""
     from vpals_jax.config import DataConfig
     from vpals_jax.convert import load_network
     from vpals_jax.data.dataset import load_dataset
@@ -89,7 +90,8 @@ def heart_accuracy(job_dir: Path, config: dict[str, Any]) -> float:
     net, _, _ = load_network(str(job_dir), raw_units=True)
     data = load_dataset(DataConfig(**config["data"]))
     pred = net.forward(data.x_test)[:, 0]
-    return float(np.mean((pred > 0.5) == (data.y_test > 0.5)))
+    threshold = 0.0 if config["train"].get("loss", "mse") == "bce" else 0.5
+    return float(np.mean((pred > threshold) == (data.y_test > 0.5)))
 
 
 def n_params(job_dir: Path) -> int:
@@ -213,7 +215,7 @@ def goals(agg: pd.DataFrame) -> str:
         better = min if op == "<=" else max
         free = g[g["variant"].str.startswith("mlp") & (g["verified"] == g["runs"])]
         built = g[g["variant"].isin(["cmnn", "lmn"])]
-        def pick(t: pd.DataFrame) -> pd.Series | None:
+        def pick(t: pd.DataFrame, metric: str = metric, op: str = op) -> pd.Series | None:
             return None if t.empty else t.loc[t[metric].idxmin() if op == "<=" else t[metric].idxmax()]
 
         f, b = pick(free), pick(built)

@@ -144,6 +144,12 @@ class TrainConfig:
     batch_size: int = 256
     seed: int = 0
     tolerance: float = 0.05  # accuracy-within-tolerance on the normalised target (Ouroboros)
+    # mse: regress the min-max normalised target | bce: binary cross-entropy, for a 0/1 target only
+    # (refused otherwise). With bce the network outputs a logit: monotone in the logit is monotone in
+    # the probability, accuracy is logit > 0 (probability 0.5) against the target (tolerance unused),
+    # spec tolerances and output bounds stay in output units, i.e. logits, and no conformal
+    # intervals are fitted
+    loss: str = "mse"
     resume: bool = False
     progress: bool = True
     # The training-verification loop: normal | vanilla | spec_data | early_rejection (Ouroboros) | certified
@@ -183,6 +189,10 @@ class TrainConfig:
     cert_margin: float = 0.0  # slope the bound must reach beyond -t / W_i (normalised units)
     cert_boxes: int = 64  # boxes per training step...
     cert_full_boxes: int = 0  # ...of which this many span the current scale (the rest are smaller)
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("mse", "bce"):
+            raise ValueError(f"unknown train.loss {self.loss!r}; use mse or bce")
 
 
 @dataclass

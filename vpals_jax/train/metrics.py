@@ -1,12 +1,15 @@
 """Regression metrics, and the run's ``metrics.jsonl`` log.
 
 Accuracy is Ouroboros' definition: the share of rows with ``|prediction - target| < tol`` on
-the min-max normalised target, so figures are comparable with the paper's.
+the min-max normalised target, so figures are comparable with the paper's; for a classifier
+trained with ``train.loss=bce`` (:func:`binary_metrics`) it is the share on the right side of
+probability 0.5.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -31,6 +34,24 @@ def regression_metrics(pred_n: np.ndarray, y_n: np.ndarray, y_scale: float, y_mi
     }
 
 
+def binary_metrics(logit: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The same keys for a ``train.loss=bce`` run, whose output is a logit and target 0/1: ``loss`` the
+    binary cross-entropy, ``rmse`` and ``r2`` of the probability (``rmse**2`` is the Brier score),
+    ``accuracy`` of thresholding at logit 0 (probability 0.5); ``mape`` is undefined for a 0/1 target
+    (NaN)."""
+    z, y = np.asarray(logit, np.float64), np.asarray(y, np.float64)
+    p = 0.5 * (1.0 + np.tanh(0.5 * z))  # the sigmoid, without overflow
+    bce = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))  # optax.sigmoid_binary_cross_entropy
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return {
+        "loss": float(np.mean(bce)),
+        "rmse": float(np.sqrt(np.mean((p - y) ** 2))),
+        "mape": float("nan"),
+        "r2": float(1.0 - np.sum((p - y) ** 2) / ss_tot) if ss_tot > 0 else float("nan"),
+        "accuracy": float(np.mean((z > 0) == (y > 0.5))),
+    }
+
+
 def _scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """The numbers of a record, flattened (``test/accuracy``); verification rounds per spec."""
     out: dict[str, float] = {}
@@ -42,7 +63,8 @@ def _scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
                 out[f"verify/{name}/verified"] = float(v["status"] == "VERIFIED")
         elif isinstance(value, dict):
             out.update(_scalars(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "event"):
+        elif (isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "event")
+              and math.isfinite(value)):  # an undefined metric (a bce run's MAPE) stays out of TensorBoard
             out[f"{prefix}{key}"] = float(value)
     return out
 

@@ -178,9 +178,22 @@ def certified_hinge(params, key: jax.Array, cert: Certify, k: int, full: int) ->
     return loss
 
 
-def mse_loss(params, apply_fn, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+LOSSES = ("mse", "bce")
+
+
+def data_loss(params, apply_fn, x: jnp.ndarray, y: jnp.ndarray, loss: str = "mse") -> jnp.ndarray:
+    """The fit term (``train.loss``): ``mse`` on the normalised target, or ``bce``, binary
+    cross-entropy of the output taken as a logit against a 0/1 target (``loss`` is static)."""
     pred = apply_fn({"params": params}, x)
+    if loss == "bce":
+        return optax.sigmoid_binary_cross_entropy(pred, y).mean()
+    if loss != "mse":
+        raise ValueError(f"unknown train.loss {loss!r}; use one of {list(LOSSES)}")
     return jnp.mean((pred - y) ** 2)
+
+
+def mse_loss(params, apply_fn, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    return data_loss(params, apply_fn, x, y, "mse")
 
 
 def spec_hinge(params, apply_fn, lo: jnp.ndarray, hi: jnp.ndarray, sign: jnp.ndarray, valid: jnp.ndarray,
@@ -217,20 +230,21 @@ def sample_region_pairs(key: jax.Array, regions: RegionSet, k: int, eps: float) 
 
 
 def total_loss(params, apply_fn, x, y, lo, hi, sign, valid, lam, margin=0.0, slope=True, cert=None, cert_key=None,
-               cert_boxes=64, cert_full=0):  # fmt: skip
-    loss = mse_loss(params, apply_fn, x, y) + lam * spec_hinge(params, apply_fn, lo, hi, sign, valid, margin, slope)
+               cert_boxes=64, cert_full=0, loss_kind="mse"):  # fmt: skip
+    loss = data_loss(params, apply_fn, x, y, loss_kind) + lam * spec_hinge(params, apply_fn, lo, hi, sign, valid, margin,
+                                                                          slope)  # fmt: skip
     if cert is not None:
         loss = loss + cert.lam * certified_hinge(params, cert_key, cert, cert_boxes, cert_full)
     return loss
 
 
-@jax.jit
-def train_step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
-    loss, grads = jax.value_and_grad(mse_loss)(state.params, state.apply_fn, x, y)
-    return state.apply_gradients(grads=grads), loss
+@partial(jax.jit, static_argnames=("loss",))
+def train_step(state: TrainState, x: jnp.ndarray, y: jnp.ndarray, loss: str = "mse") -> tuple[TrainState, jnp.ndarray]:
+    value, grads = jax.value_and_grad(data_loss)(state.params, state.apply_fn, x, y, loss)
+    return state.apply_gradients(grads=grads), value
 
 
-@partial(jax.jit, static_argnames=("batch_size", "pair_batch", "slope", "cert_boxes", "cert_full"))
+@partial(jax.jit, static_argnames=("batch_size", "pair_batch", "slope", "cert_boxes", "cert_full", "loss"))
 def train_epoch(
     state: TrainState,
     x: jnp.ndarray,
@@ -247,6 +261,7 @@ def train_epoch(
     cert: Certify | None = None,
     cert_boxes: int = 64,
     cert_full: int = 0,
+    loss: str = "mse",
 ) -> tuple[TrainState, jnp.ndarray]:
     """One pass over a fresh permutation; the last ``len(x) % batch_size`` rows of it are left out.
 
@@ -254,6 +269,7 @@ def train_epoch(
     pairs (and ``pair_batch`` fresh pairs from the active regions) and adds ``lam`` times their
     hinge, so corrections cost a constant amount per step however many have been collected.
     With ``cert`` every step also adds the certified-training hinge over ``cert_boxes`` boxes.
+    ``loss`` is the fit term (``data_loss``: ``mse`` or ``bce``).
     """
     n_batches = x.shape[0] // batch_size
     perm_key, pair_key, region_key = jax.random.split(key, 3)
@@ -264,7 +280,7 @@ def train_epoch(
     if pool is None and regions is None and cert is None:
 
         def body(s, batch):
-            return train_step(s, *batch)
+            return train_step(s, *batch, loss)
 
         state, losses = jax.lax.scan(body, state, (xb, yb))
         return state, losses.mean()
@@ -286,9 +302,9 @@ def train_epoch(
 
     def body_pairs(s, batch):
         xs, ys, l_, h_, g_, v_, m_, ck = batch
-        loss, grads = jax.value_and_grad(total_loss)(s.params, s.apply_fn, xs, ys, l_, h_, g_, v_, lam, m_, slope,
-                                                     cert, ck, cert_boxes, cert_full)  # fmt: skip
-        return s.apply_gradients(grads=grads), loss
+        value, grads = jax.value_and_grad(total_loss)(s.params, s.apply_fn, xs, ys, l_, h_, g_, v_, lam, m_, slope,
+                                                      cert, ck, cert_boxes, cert_full, loss)  # fmt: skip
+        return s.apply_gradients(grads=grads), value
 
     state, losses = jax.lax.scan(body_pairs, state, (xb, yb, lo, hi, sign, valid, margins, cert_keys))
     return state, losses.mean()

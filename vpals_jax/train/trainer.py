@@ -27,11 +27,12 @@ from vpals_jax.config import Config
 from vpals_jax.convert import to_relu_network
 from vpals_jax.data.dataset import Dataset, load_dataset
 from vpals_jax.data.normalizer import MinMaxNormalizer
+from vpals_jax.data.tables import DataError
 from vpals_jax.models import build_model
 from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.calibrate import coverage_report, fit_calibration, save_calibration
 from vpals_jax.train.loop import Corrector
-from vpals_jax.train.metrics import MetricsLog, regression_metrics
+from vpals_jax.train.metrics import MetricsLog, binary_metrics, regression_metrics
 from vpals_jax.train.plots import plot_training_curve, plot_wall_time
 from vpals_jax.train.rundir import RunDirError, RunLock, check_resumable
 from vpals_jax.train.steps import create_state, epoch_key, predict, train_epoch
@@ -53,12 +54,26 @@ def as_config(cfg: Config | DictConfig) -> Config:
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
-def evaluate(state, data: Dataset, norm: MinMaxNormalizer, tol: float) -> dict[str, dict[str, float]]:
+def evaluate(state, data: Dataset, norm: MinMaxNormalizer, tol: float, loss: str = "mse") -> dict[str, dict[str, float]]:
+    """Metrics on the training and test rows; a ``bce`` run's output is a logit (``binary_metrics``)."""
     out = {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         pred_n = predict(state, norm.transform_x(x))
-        out[split] = regression_metrics(pred_n, norm.transform_y(y), norm.y_scale, norm.y_min, tol)
+        out[split] = (binary_metrics(pred_n, norm.transform_y(y)) if loss == "bce" else
+                      regression_metrics(pred_n, norm.transform_y(y), norm.y_scale, norm.y_min, tol))  # fmt: skip
     return out
+
+
+def check_binary_target(data: Dataset, norm: MinMaxNormalizer) -> None:
+    """``train.loss=bce`` learns a logit of a 0/1 target: refuse any other target, and a training split
+    holding one class only (its min-max scale would not leave the target 0/1)."""
+    for part, y in (("training", data.y_train), ("test", data.y_test), ("calibration", data.y_cal)):
+        if (bad := ~np.isin(y, (0.0, 1.0))).any():
+            raise DataError(f"{data.name}: train.loss=bce needs a 0/1 target; column {data.target_name!r} holds "
+                            f"{float(y[bad][0]):g} in the {part} rows (use train.loss=mse)")  # fmt: skip
+    if norm.y_min != 0.0 or norm.y_scale != 1.0:
+        raise DataError(f"{data.name}: train.loss=bce needs both classes in the training rows; column "
+                        f"{data.target_name!r} holds only {norm.y_min:g} there")  # fmt: skip
 
 
 def _final_verdicts(corrector: Corrector | None) -> dict[int, tuple[int, Verdict]]:
@@ -86,6 +101,8 @@ def run_training(cfg: Config | DictConfig, on_start: Callable[[Path], None] | No
     if tc.batch_size > len(data.x_train):
         raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {len(data.x_train)} training rows")
     norm = MinMaxNormalizer.fit(data.x_train, data.y_train, data.feature_names, data.target_name)
+    if tc.loss == "bce":
+        check_binary_target(data, norm)
     n_features = len(data.feature_names)
     corrector = None
     if tc.loop != "normal" or tc.verify_at_end:
@@ -148,7 +165,7 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
                 **(corrector.state_meta() if corrector else {})}  # fmt: skip
         ckpt.save_checkpoint(run_dir, state, norm, config_dict, meta, corrector.state_arrays() if corrector else None)
 
-    result = evaluate(state, data, norm, tc.tolerance)
+    result = evaluate(state, data, norm, tc.tolerance, tc.loss)
     if meta["stop_reason"] == "verified":  # the run is over: resumed, it only writes its results again
         return _finish(cfg, run_dir, data, norm, result, corrector, state, metrics, "verified", meta["verified_at_s"],
                        train_time, clock())  # fmt: skip
@@ -167,10 +184,10 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
         cert = corrector.certify(epoch) if corrector else None
         state, loss = train_epoch(state, x_train, y_train, epoch_key(tc.seed, epoch), tc.batch_size, pool, tc.lam,
                                   tc.pair_batch, regions, tc.eps, tc.margin, tc.slope_hinge, cert,
-                                  tc.cert_boxes, tc.cert_full_boxes)  # fmt: skip
+                                  tc.cert_boxes, tc.cert_full_boxes, tc.loss)  # fmt: skip
         jax.block_until_ready(loss)
         train_time += time.perf_counter() - t0
-        result = evaluate(state, data, norm, tc.tolerance)
+        result = evaluate(state, data, norm, tc.tolerance, tc.loss)
         metrics.write({"epoch": epoch + 1, "train_time_s": train_time, "wall_s": clock(), "batch_loss": float(loss),
                        **result})  # fmt: skip
         bar.set_postfix(loss=f"{float(loss):.2e}", test_acc=f"{result['test']['accuracy']:.3f}")
@@ -217,7 +234,9 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
     net = to_relu_network(state.params, model=module) if corrector else None
     # Calibrate the final function on the held-out rows before any certificate binds it.
     served = net or to_relu_network(state.params, model=module)
-    calibration = fit_calibration(cfg.calibration, served, norm, data.x_cal, data.y_cal, seed=cfg.data.seed)
+    # (not a bce run's: conformal intervals around a logit say nothing about a 0/1 target)
+    calibration = None if cfg.train.loss == "bce" else fit_calibration(cfg.calibration, served, norm, data.x_cal,
+                                                                       data.y_cal, seed=cfg.data.seed)  # fmt: skip
     save_calibration(run_dir, calibration)
     verified = bool(corrector) and len(latest) == len(corrector.specs) and verified_at is not None
     summary = {
@@ -225,8 +244,8 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
         "data": data.name,
         "target": data.target_name,
         "features": data.feature_names,
-        "n_train": int(len(data.x_train)),
-        "n_test": int(len(data.x_test)),
+        "n_train": len(data.x_train),
+        "n_test": len(data.x_test),
         "loop": cfg.train.loop,
         "epochs": cfg.train.epochs,
         "train_time_s": train_time,
@@ -235,6 +254,7 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
         "train": result["train"],
         "test": result["test"],
         "tolerance": cfg.train.tolerance,
+        "loss": cfg.train.loss,
         "verified": verified,
         "stop_reason": stop_reason if corrector else "epochs done",
         "time_to_verified_s": verified_at,
@@ -245,12 +265,12 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
             {"spec": corrector.specs[i].to_dict().get("name") or corrector.specs[i].kind, "round": r,
              "status": v.status.value, "verified_fraction": v.verified_fraction, "time_s": v.wall_time_s}
             for i, (r, v) in sorted(latest.items())
-        ],  # fmt: skip
+        ],
         "run_dir": str(run_dir),
         "calibration": None if calibration is None else {
-            "method": calibration.method, "n_rows": int(len(data.x_cal)),
+            "method": calibration.method, "n_rows": len(data.x_cal),
             "test": coverage_report(calibration, served, norm, data.x_test, data.y_test)},
-    }  # fmt: skip
+    }
     if corrector and corrector.rounds and corrector.rounds[-1].fingerprint == network_fingerprint(net):
         # The last round verified exactly the final weights: its verdicts are the run's certificate.
         last = corrector.rounds[-1]
