@@ -130,7 +130,7 @@ def final_runs(dataset: str, variant: str, choices: dict[int, dict[str, Any]], s
         loop = [f"train.verify_every={epochs}", f"train.loop_epochs={epochs * rounds}"] if variant.startswith("mlp_") else []
         if variant == "mlp_certified":  # the boxes must reach the whole region by the chosen epoch, or no round is due
             tc = compose(cell(dataset, variant)).train
-            if tc.cert_warmup + tc.cert_ramp >= epochs:  # (at warmup + ramp itself the scale is 1 - 1e-16)
+            if tc.cert_warmup + tc.cert_ramp >= epochs:
                 warmup = min(tc.cert_warmup, epochs // 4)
                 loop += [f"train.cert_warmup={warmup}", f"train.cert_ramp={max(1, epochs - warmup - 1)}"]
         s = run_training(compose([*cell(dataset, variant), f"train.seed={seed}", f"train.epochs={epochs}", *split,

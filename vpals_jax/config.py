@@ -97,6 +97,7 @@ class DataConfig:
 
 
 MODEL_NAMES = ("mlp", "cmnn", "lmn")
+LOSSES = ("mse", "bce")  # train.loss
 
 
 @dataclass
@@ -191,7 +192,7 @@ class TrainConfig:
     cert_full_boxes: int = 0  # ...of which this many span the current scale (the rest are smaller)
 
     def __post_init__(self) -> None:
-        if self.loss not in ("mse", "bce"):
+        if self.loss not in LOSSES:
             raise ValueError(f"unknown train.loss {self.loss!r}; use mse or bce")
 
 

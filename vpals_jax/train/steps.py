@@ -19,7 +19,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from verifiers.bounds.differentiable import interval_output_bounds, interval_slope_lower
-from vpals_jax.config import OptimConfig
+from vpals_jax.config import LOSSES, OptimConfig
 from vpals_jax.models import MLP
 
 
@@ -176,9 +176,6 @@ def certified_hinge(params, key: jax.Array, cert: Certify, k: int, full: int) ->
         fl, fu = interval_output_bounds(ws, bs, lo_o, hi_o)
         loss = loss + (jnp.maximum(0.0, out.y_lower[so] - fl) + jnp.maximum(0.0, fu - out.y_upper[so])).mean()
     return loss
-
-
-LOSSES = ("mse", "bce")
 
 
 def data_loss(params, apply_fn, x: jnp.ndarray, y: jnp.ndarray, loss: str = "mse") -> jnp.ndarray:
