@@ -202,3 +202,29 @@ def test_boxes_reach_the_whole_region_exactly_at_the_end_of_the_ramp():
                               verify_from=0, accuracy_threshold=0.0), VerifierConfig(), [], 3)  # fmt: skip
     assert c.cert_scale(0) == 0.0 and 0 < c.cert_scale(3) < 1.0
     assert c.cert_scale(4) == 1.0 and c.due(4, 1.0) and not c.due(3, 1.0)
+
+
+def test_warm_up_epochs_train_plainly_through_the_certified_epoch():
+    """Warm-up runs the certified epoch with the hinge's weight 0 (one program to compile, not two):
+    that must be exactly plain training."""
+    from verifiers import Box, Monotonicity
+    from vpals_jax.config import OptimConfig, TrainConfig, VerifierConfig
+    from vpals_jax.models import MLP
+    from vpals_jax.train.loop import Corrector
+    from vpals_jax.train.steps import create_state, epoch_key, train_epoch
+
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]))
+    c = Corrector(TrainConfig(loop="certified", cert_warmup=2, cert_lam=0.5), VerifierConfig(), [spec], 3)
+    warm, on = c.certify(1), c.certify(2)
+    assert float(warm.lam) == 0.0 and float(on.lam) == 0.5
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(size=(64, 3)), jnp.float32)
+    y = jnp.asarray(x[:, 0] - x[:, 1] ** 2, jnp.float32)
+    state = create_state(MLP(depth=2, width=8), OptimConfig(lr=1e-2), 3, 0)
+    plain, _ = train_epoch(state, x, y, epoch_key(0, 1), 16)
+    warmed, _ = train_epoch(state, x, y, epoch_key(0, 1), 16, cert=warm)
+    stepped, _ = train_epoch(state, x, y, epoch_key(0, 1), 16, cert=on)
+    close = jax.tree_util.tree_map(lambda a, b: bool(jnp.allclose(a, b, atol=1e-7)), plain.params, warmed.params)
+    assert all(jax.tree_util.tree_leaves(close))
+    moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.allclose(a, b, atol=1e-7)), plain.params, stepped.params)
+    assert not all(jax.tree_util.tree_leaves(moved))  # the weight, not the program, is what made them equal

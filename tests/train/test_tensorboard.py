@@ -43,3 +43,17 @@ def test_records_are_mirrored_and_a_restart_keeps_only_the_kept_ones(tmp_path):
     seen = _scalars(resumed.tb_dir)
     assert [s for s, _ in seen["test/accuracy"]] == [1, 2, 3] and seen["test/accuracy"][-1][1] > 0.89
     assert "verify/cpu_increasing/verified" not in seen
+
+
+def test_mirroring_does_not_import_torch(tmp_path):
+    """tensorboardX would import torch (1.7 s of a short run's clock) only to accept its tensors."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from vpals_jax.train.metrics import MetricsLog; "
+            f"log = MetricsLog(Path({str(tmp_path)!r}) / 'metrics.jsonl'); log.restart(0); "
+            "log.write({'epoch': 1, 'test': {'accuracy': 0.5}}); log.close(); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; import torch; print('ok')")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    assert list((tmp_path / "tensorboard").glob("events.*"))

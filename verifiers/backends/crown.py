@@ -201,21 +201,29 @@ class CrownVerifier(Verifier):
         super().__init__(**opts)
         self._frontiers = FrontierStore()
 
+    def _bound_fn(self, bounder: LinearBounder, spec: Spec) -> BoundFn:
+        o = self.options
+        if isinstance(spec, Monotonicity):
+            return make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"],
+                                                    shift=search_shift(spec, o))  # fmt: skip
+        if isinstance(spec, OutputBound):
+            return make_crown_output_bound_fn(bounder, spec, o["split"])
+        if isinstance(spec, DirectionalSlope):
+            return make_linear_slope_bound_fn(bounder, spec.slope_bounds(), spec.region, o["split"], o["iters"],
+                                              o["lr"], o["crown_v"])  # fmt: skip
+        raise AssertionError(spec.kind)  # pragma: no cover - guarded by supported_specs
+
+    def _warm_up(self, net: ReluNetwork, spec: Spec) -> None:
+        """One bound over the spec's region: the search's first call, compiled for these shapes."""
+        bounder = LinearBounder(net, batch_size=self.options["batch_size"])
+        self._bound_fn(bounder, spec)(spec.region.lower[None], spec.region.upper[None])
+
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
         o = self.options
         start = time.perf_counter()
         base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         bounder = LinearBounder(net, batch_size=o["batch_size"])
-        if isinstance(spec, Monotonicity):
-            bound_fn = make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"],
-                                                        shift=search_shift(spec, o))  # fmt: skip
-        elif isinstance(spec, OutputBound):
-            bound_fn = make_crown_output_bound_fn(bounder, spec, o["split"])
-        elif isinstance(spec, DirectionalSlope):
-            bound_fn = make_linear_slope_bound_fn(bounder, spec.slope_bounds(), spec.region, o["split"], o["iters"],
-                                                  o["lr"], o["crown_v"])  # fmt: skip
-        else:  # pragma: no cover - guarded by supported_specs
-            raise AssertionError(spec.kind)
+        bound_fn = self._bound_fn(bounder, spec)
         split_budget = time_budget_s * (o["hybrid_fraction"] if o["hybrid_milp"] else 1.0)
         res = search(net, spec, bound_fn, o, frontier=self._frontiers.get(spec) if o["incremental"] else None,
                      time_budget_s=split_budget * search_share(spec, o))

@@ -37,6 +37,7 @@ LinnOS, witness pairs alone leave the model FALSIFIED/UNKNOWN round after round 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,7 @@ class Corrector:
         self._box_lo, self._box_hi = np.zeros((cap, n), np.float32), np.zeros((cap, n), np.float32)
         self._box_spec, self._box_valid = np.zeros(cap, np.int64), np.zeros(cap, np.float32)
         self._box_next = 0
+        self._warming: threading.Thread | None = None
 
     # -- when -------------------------------------------------------------------------------
     def due(self, epoch: int, train_accuracy: float) -> bool:
@@ -134,6 +136,23 @@ class Corrector:
         )
 
     # -- verify -----------------------------------------------------------------------------
+    def warm_up(self, net: ReluNetwork) -> None:
+        """Compile the verifier for ``net``'s shapes on a thread while the epochs before the first
+        round train (once per run; :meth:`Verifier.warm_up`). Why: training keeps one core busy,
+        and crown's first round otherwise spends half its time compiling. The normal loop's one
+        check is not training, so it does not warm up."""
+        if self._warming is not None or self.train.loop == "normal" or self.rounds:
+            return
+
+        def run() -> None:
+            try:
+                self.verifier.warm_up(net, self.specs)
+            except Exception as e:  # noqa: BLE001 -- the round compiles what this did not
+                log.warning("verifier warm-up failed (%s: %s); the first round compiles instead", type(e).__name__, e)
+
+        self._warming = threading.Thread(target=run, name="verifier-warm-up", daemon=True)
+        self._warming.start()
+
     def round_budget(self, final: bool = False) -> float:
         """Seconds per spec for the next round: ``train.round_budget_s`` doubled after each round in a
         row that left a spec unproven, capped at the verifier's budget (which the final round gets).
@@ -152,6 +171,8 @@ class Corrector:
         """One round; ``clock`` is seconds since the run started (for the wall-time plot); the
         ``final`` round (the last epoch's) gets the verifier's whole time budget."""
         t0 = time.perf_counter()
+        if self._warming is not None:
+            self._warming.join()  # a round never shares the machine with the warm-up (and counts the wait)
         budget = self.round_budget(final)
         order = list(range(len(self.specs)))
         last_failed = self.failed_last_round()
@@ -273,10 +294,14 @@ class Corrector:
         return float(min(1.0, t.cert_min_scale + (1 - t.cert_min_scale) * (epoch - t.cert_warmup) / max(t.cert_ramp, 1)))
 
     def certify(self, epoch: int) -> Certify | None:
-        """The certified-training term of ``epoch`` (None outside the certified loop and in warm-up)."""
-        scale = self.cert_scale(epoch)
-        if self.train.loop != "certified" or scale <= 0:
+        """The certified-training term of ``epoch`` (None outside the certified loop).
+
+        Warm-up epochs get the term with weight 0: plain training, run by the same compiled epoch.
+        Why not ``None`` there: that is another program to compile for two epochs (0.9 s of a 12 s
+        mindspore run), and a zero weight changes no gradient (the bounds are finite)."""
+        if self.train.loop != "certified":
             return None
+        scale = self.cert_scale(epoch)
         regions = self.regions()
         outs = [s for s in self.specs if isinstance(s, OutputBound)]
         outputs = None
@@ -297,7 +322,9 @@ class Corrector:
             regions = RegionSet(z, z, z, jnp.zeros(1), jnp.zeros(1), jnp.zeros(1))
             allowance = [0.0]
         t = self.train
-        return Certify(regions, outputs, jnp.asarray(scale, jnp.float32), jnp.asarray(t.cert_lam, jnp.float32),
+        lam = t.cert_lam if scale > 0 else 0.0
+        scale = scale if scale > 0 else t.cert_min_scale  # warm-up: any size will do, its weight is 0
+        return Certify(regions, outputs, jnp.asarray(scale, jnp.float32), jnp.asarray(lam, jnp.float32),
                        jnp.asarray(t.cert_margin, jnp.float32), jnp.asarray(allowance, jnp.float32),
                        self._unresolved_boxes())  # fmt: skip
 
