@@ -111,7 +111,7 @@ def run_one(app: str, loop: str, seed: int, out: Path, extra: tuple[str, ...] = 
     cmd = [sys.executable, "-m", "vpals_jax.train", f"data.app={app}", f"train.loop={loop}", f"train.seed={seed}",
            f"hydra.run.dir={run_dir}", *COMMON, *extra]  # fmt: skip
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -32,6 +32,8 @@ from vpals_jax.runtime.drift import DriftMonitor
 from vpals_jax.train.calibrate import fit_calibration
 from vpals_jax.train.trainer import as_config, run_training
 
+log = logging.getLogger(__name__)
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("split", "normalized", "mondrian")
 
@@ -85,7 +87,7 @@ def measure(label: str, split: str, overrides: dict[str, Any], out: Path, stream
             row.update(id_stream_rows=len(data.x_test), id_alarm_at=alarm_row(DriftMonitor(cal), net, norm,
                                                                                data.x_test, data.y_test))  # fmt: skip
         rows.append(row)
-        logging.info("%s", row)
+        log.info("%s", row)
     return rows
 
 

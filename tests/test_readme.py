@@ -43,10 +43,10 @@ QUICK = [
         "train.seed=0 debug=fast train.epochs=1 train.loop_epochs=2 train.max_wall_s=60 verifier.time_budget_s=5",
     ),
     ("train.loop=certified", "debug=fast train.epochs=1 train.loop_epochs=2 verifier.time_budget_s=5"),
-    ("experiment=certified", "train.seed=0 train.loop=normal,certified debug=fast train.epochs=1 train.min_epochs=1 "
-     "train.loop_epochs=1 verifier.time_budget_s=2"),
-    ("experiment=monotone_baselines", "+experiment/monotone_baselines/dataset=auto_mpg train.seed=0 train.epochs=2 "
-     "verifier.time_budget_s=5"),
+    ("experiment=certified", ("train.seed=0 train.loop=normal,certified debug=fast train.epochs=1 train.min_epochs=1 "
+                              "train.loop_epochs=1 verifier.time_budget_s=2")),
+    ("experiment=monotone_baselines", ("+experiment/monotone_baselines/dataset=auto_mpg train.seed=0 train.epochs=2 "
+                                       "verifier.time_budget_s=5")),
     ("experiments.conformal", "--apps nginx --real none --n-samples 2000 --epochs 2 --stream 500 --lead 200"),
     ("vpals_jax.train", "debug=fast train.epochs=1"),
     ("experiments.bench_verifiers", "--quick --time-limit 1"),

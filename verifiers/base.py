@@ -51,7 +51,7 @@ class Verifier(abc.ABC):
 
     def verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float = 30.0) -> Verdict:
         """Validate, run the backend, and keep only counterexamples that re-check in float64."""
-        base = dict(backend=self.name, spec=spec.to_dict(), settings=self.settings())
+        base = {"backend": self.name, "spec": spec.to_dict(), "settings": self.settings()}
         target = decided_form(spec, self.supported_specs)
         if target is None:
             return Verdict(

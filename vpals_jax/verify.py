@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 import numpy as np
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from verifiers import ReluNetwork, Spec, Status, Verdict, get_verifier

@@ -54,7 +54,7 @@ def test_mapped_file_reads_as_the_canonical_one(files):
 
 
 def test_test_path_is_the_test_split_and_the_whole_path_trains(files):
-    canonical, first, second = files
+    _, first, second = files
     ds = load_dataset(mapped(first, test_path=str(second)))
     assert len(ds.x_train) + len(ds.x_cal) == 200 and len(ds.x_test) == 80
     want = make_table(n=80, seed=4)

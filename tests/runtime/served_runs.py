@@ -20,8 +20,8 @@ from vpals_jax.convert import load_network
 from vpals_jax.data import schema
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.models import build_model
-from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.spec_files import build_specs
+from vpals_jax.train import checkpoint as ckpt
 from vpals_jax.train.calibrate import fit_calibration, save_calibration
 from vpals_jax.train.steps import create_state
 from vpals_jax.verify import verify_network, verify_run

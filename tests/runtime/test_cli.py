@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def predict_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vpals_jax.runtime", *args], cwd=ROOT, input=stdin,
+    return subprocess.run([sys.executable, "-m", "vpals_jax.runtime", *args], cwd=ROOT, input=stdin, check=False,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 

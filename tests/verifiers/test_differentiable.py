@@ -10,7 +10,6 @@ from verifiers.bounds.differentiable import interval_output_bounds, interval_slo
 from verifiers.milp import BoxMilp
 from verifiers.testing.instances import random_relu_net
 
-
 SHAPES = [(1, (6,)), (2, (5, 5)), (3, (4, 6))]  # few shapes: the MILP's bounds compile once per shape
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from functools import partial
 
 import numpy as np
 
@@ -28,6 +29,11 @@ from verifiers.network import ReluNetwork
 from verifiers.search.splitting import SplitResult, first_call
 from verifiers.specs import Monotonicity
 from verifiers.verdict import Status
+
+
+def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    """``a`` padded to ``rows`` rows with copies of its last row (one compiled shape per search)."""
+    return a if len(a) >= rows else np.concatenate([a, np.repeat(a[-1:], rows - len(a), axis=0)])
 
 
 @dataclasses.dataclass
@@ -90,13 +96,12 @@ def relu_branch_and_bound(
         m = len(lo)
         if not m:
             continue
-        pad = batch_size - m
-        grow = (lambda a: np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])) if pad else (lambda a: a)
+        args = tuple(_pad_rows(a, batch_size) for a in (lo, hi, mask))
         if nodes:
-            lb, score = bound(grow(lo), grow(hi), grow(mask))
+            lb, score = bound(*args)
         else:
             t = time.perf_counter()
-            first = first_call(lambda: bound(grow(lo), grow(hi), grow(mask)), compile_budget_s)
+            first = first_call(partial(bound, *args), compile_budget_s)
             deadline += time.perf_counter() - t
             if first is None:
                 timed_out = True

@@ -230,7 +230,7 @@ def split_and_bound(
             res = bound_fn(lo_b, hi_b)
             stats["bound_s"] += time.perf_counter() - t
         else:
-            res = first_call(lambda: bound_fn(lo_b, hi_b), compile_budget_s)
+            res = first_call(partial(bound_fn, lo_b, hi_b), compile_budget_s)
             compile_s = time.perf_counter() - t
             deadline += compile_s
             if res is None:

@@ -48,7 +48,7 @@ def _random_split(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Data
     if not 0.0 < fraction < 1.0:
         raise DataError(f"data.test_fraction must be in (0, 1), got {fraction}")
     order = np.random.default_rng(seed).permutation(len(df))
-    n_test = max(1, int(round(fraction * len(df))))
+    n_test = max(1, round(fraction * len(df)))
     return df.iloc[order[n_test:]], df.iloc[order[:n_test]]
 
 
@@ -56,7 +56,7 @@ def _calibration_split(train: pd.DataFrame, fraction: float, seed: int, where: s
     """(training rows, calibration rows): a shuffle of the training rows seeded apart from the test split."""
     if not 0.0 <= fraction < 1.0:
         raise DataError(f"data.calibration_fraction must be in [0, 1), got {fraction}")
-    n_cal = int(round(fraction * len(train)))
+    n_cal = round(fraction * len(train))
     if n_cal == 0:
         return train, train.iloc[:0]
     if n_cal >= len(train):

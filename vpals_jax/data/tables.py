@@ -303,7 +303,7 @@ BENCHMARKS: dict[str, BenchmarkSource] = {
         features=(
             "age", "sex", "cp", "trestbps", "chol", "fbs", "restecg",
             "thalach", "exang", "oldpeak", "slope", "ca", "thal",
-        ),  # fmt: skip
+        ),
         drop_columns=("Unnamed: 0",),
         feature_directions={"trestbps": +1, "chol": +1},
     ),

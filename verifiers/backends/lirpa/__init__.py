@@ -64,10 +64,10 @@ from verifiers.backends.lirpa.falsify import _MonotonicityFalsifier
 from verifiers.backends.lirpa.graph import DTYPES, FORMULATIONS, DifferenceNetwork, GradientNetwork, to_torch
 from verifiers.base import Verifier, confirmed_margin, register_verifier
 from verifiers.bounds.result import BoundResult
+from verifiers.directional import DirectionalSlope
 from verifiers.network import ReluNetwork
 from verifiers.search.splitting import split_and_bound
 from verifiers.search.witness import make_falsifier
-from verifiers.directional import DirectionalSlope
 from verifiers.specs import Monotonicity, OutputBound, Spec
 from verifiers.verdict import Status, Verdict
 
