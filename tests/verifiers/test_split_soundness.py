@@ -27,6 +27,8 @@ BACKENDS = [
     ("crown", {"hybrid_milp": True, "n_samples": 1, "n_grid": 4, "max_boxes": 3}),
     ("crown", {"hybrid_milp": True, "n_samples": 1, "n_grid": 2, "max_boxes": 9}),
     ("crown", {"n_samples": 1, "n_grid": 2, "max_boxes": 64}),
+    ("crown", {"split_dims": 6, "n_samples": 1, "n_grid": 2, "max_boxes": 512}),
+    ("ouroboros", {"split_dims": 6, "n_samples": 1, "n_grid": 2, "max_boxes": 512}),
     ("ouroboros", {"n_samples": 1, "n_grid": 2, "max_boxes": 64}),
     ("ouroboros", {"relu_split": True, "n_samples": 1, "n_grid": 2, "max_boxes": 64}),
     ("crown", {"relu_split": True, "n_samples": 1, "n_grid": 2, "max_boxes": 9}),
@@ -69,8 +71,9 @@ def test_issue_reproducer_is_not_verified_by_the_hybrid():
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("backend", ["milp", "crown", "ouroboros"])
-def test_gated_violations_are_never_verified(backend, seed):
+@pytest.mark.parametrize("backend, options", [("milp", {}), ("crown", {}), ("ouroboros", {}),
+                                              ("crown", {"split_dims": 6})], ids=str)  # fmt: skip
+def test_gated_violations_are_never_verified(backend, options, seed):
     """Violations behind gate units of weight 500, reachable only through a corner, with units
     whose pre-activation bounds lie within 1e-8 of 0: the old ``milp`` verified seed 2."""
     net, spec = gated_violation(seed=seed)
@@ -79,5 +82,5 @@ def test_gated_violations_are_never_verified(backend, seed):
     line[:, 0] = t
     f = net.forward(line)[:, 0]
     assert (np.maximum.accumulate(f) - f).max() > spec.tolerance  # truly violated along the corner line
-    v = get_verifier(backend).verify(net, spec, 20.0)
+    v = get_verifier(backend, **options).verify(net, spec, 20.0)
     assert v.status != Status.VERIFIED, v.message

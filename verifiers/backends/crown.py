@@ -29,7 +29,9 @@ cache, and breadth-first search starts with tiny pools), ``n_samples`` (witness 
 intermediate derivative layers by intervals only, see :meth:`LinearBounder.derivative`),
 ``hybrid_milp`` (False), ``hybrid_fraction`` (0.5), ``milp_abs_tol`` (1e-7), ``milp_threads`` (1),
 ``compile_budget_s`` (60: bounds the first bound call, which compiles; not charged to the time
-budget, reported as the verdict's ``compile_s``), and the finishers of monotonicity specs, run
+budget, reported as the verdict's ``compile_s``), ``split_dims`` (1: bisection; ``k``: each box is cut
+along up to ``k`` of its best dimensions at once, as many as keep the children within one batch,
+so that a narrow, deep search makes a bound call per ``k`` levels instead of one per level), and the finishers of monotonicity specs, run
 before any MILP (activation splitting, the drop budget; off by default): ``relu_split``,
 ``relu_fraction``, ``relu_max_nodes``, ``tolerance_form`` (:mod:`verifiers.search.finish`).
 """
@@ -153,6 +155,7 @@ class CrownVerifier(Verifier):
         "seed": 0,
         "compile_budget_s": 60.0,
         "incremental": False,
+        "split_dims": 1,
         **FINISH_DEFAULTS,
         "order": "breadth",
         "split": "coef",
@@ -175,7 +178,7 @@ class CrownVerifier(Verifier):
             raise ValueError(f"{self.name}: iters must be a non-negative integer, got {it!r}")
         if isinstance(opts["lr"], bool) or not isinstance(opts["lr"], (int, float)) or not opts["lr"] > 0:
             raise ValueError(f"{self.name}: lr must be a positive number, got {opts['lr']!r}")
-        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "milp_threads"):
+        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "milp_threads", "split_dims"):
             v = opts[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{self.name}: {key} must be a positive integer, got {v!r}")

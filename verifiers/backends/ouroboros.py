@@ -22,7 +22,8 @@ Options: ``max_boxes`` (box budget, default 200000), ``batch_size`` (default 512
 ``order`` (``"breadth"``, the Ouroboros order, or ``"best"``), ``precision``, ``n_grid``
 (grid points per line in the monotonicity witness search), ``compile_budget_s`` (60: the
 first bound call, which compiles, is bounded by it and reported as the verdict's ``compile_s``;
-the time budget is the search's after it), and the finishers of monotonicity specs (activation
+the time budget is the search's after it), ``split_dims`` (1; ``k`` cuts a box along up to ``k``
+dimensions at once, see :func:`verifiers.search.splitting.split_and_bound`), and the finishers of monotonicity specs (activation
 splitting, the drop budget; off by default): ``relu_split``, ``relu_fraction``,
 ``relu_max_nodes``, ``tolerance_form`` (:mod:`verifiers.search.finish`).
 """
@@ -69,6 +70,7 @@ class OuroborosVerifier(Verifier):
         "seed": 0,
         "compile_budget_s": 60.0,
         "incremental": False,
+        "split_dims": 1,
         **FINISH_DEFAULTS,
         "order": "breadth",
         "precision": "float64",
@@ -82,7 +84,7 @@ class OuroborosVerifier(Verifier):
         opts = {**self._DEFAULTS, **options}
         if opts["batch_size"] is None:
             opts["batch_size"] = _default_batch_size()
-        for key in ("max_boxes", "batch_size", "n_samples", "n_grid"):
+        for key in ("max_boxes", "batch_size", "n_samples", "n_grid", "split_dims"):
             v = opts[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"ouroboros: {key} must be a positive integer, got {v!r}")

@@ -66,3 +66,13 @@ class Pool:
 
 def empty(n: int) -> tuple[np.ndarray, ...]:
     return np.zeros((0, n)), np.zeros((0, n)), np.zeros(0), np.zeros(0)
+
+
+def grid_children(lo: np.ndarray, hi: np.ndarray, dims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``2**len(dims)`` boxes that halving box ``(lo, hi)`` along each of ``dims`` makes; they tile it."""
+    mid = (lo + hi) / 2.0
+    bits = ((np.arange(2 ** len(dims))[:, None] >> np.arange(len(dims))[None, :]) & 1).astype(bool)
+    c_lo, c_hi = np.repeat(lo[None], len(bits), axis=0), np.repeat(hi[None], len(bits), axis=0)
+    c_lo[:, dims] = np.where(bits, mid[dims], lo[dims])
+    c_hi[:, dims] = np.where(bits, hi[dims], mid[dims])
+    return c_lo, c_hi

@@ -48,7 +48,7 @@ from verifiers.base import confirmed_margin
 from verifiers.bounds.result import BoundFn, CheckFn, FalsifyFn
 from verifiers.network import ReluNetwork
 from verifiers.search.frontier import Frontier, make_frontier
-from verifiers.search.pool import Pool, empty
+from verifiers.search.pool import Pool, empty, grid_children
 from verifiers.search.witness import make_falsifier
 from verifiers.specs import Box, Spec
 from verifiers.verdict import Counterexample, Status, worst_boxes
@@ -146,13 +146,16 @@ def split_and_bound(
     compile_budget_s: float = 60.0,
     frontier: Frontier | None = None,
     keep_frontier: bool = False,
+    split_dims: int = 1,
 ) -> SplitResult:
     """Branch and bound over ``region`` with ``bound_fn``; see the module docstring.
 
     Incremental verification (:mod:`verifiers.search.frontier`): with ``frontier``, the leaves of an
     earlier search over exactly this region, an unproven root is replaced by those leaves instead
     of its bisection (when the box budget can hold them); ``keep_frontier`` returns this search's
-    own leaves as ``frontier``.
+    own leaves as ``frontier``. ``split_dims`` > 1 cuts each box along its ``k`` best dimensions at
+    once (``2**k`` children), ``k <= split_dims`` as large as keeps all the children within one
+    batch: a narrow, deep search then costs a bound call per ``k`` levels instead of one per level.
 
     ``max_boxes`` counts bounded boxes (the root included). The first bound call (compilation,
     mostly) is bounded by ``compile_budget_s`` and reported as ``compile_s``; ``time_budget_s`` is
@@ -289,6 +292,14 @@ def split_and_bound(
             keep = ~do
             unresolved.append((lo[keep], hi[keep], vol[keep], lb[keep]))
             lo, hi, vol, lb, score, mid = lo[do], hi[do], vol[do], lb[do], score[do], mid[do]
+        k = min(split_dims, int(np.log2(max(batch_size // max(len(lo), 1), 1))),
+                int(np.log2(max(budget_left // max(len(lo), 1), 1))))  # fmt: skip
+        if k > 1 and len(lo):
+            for b in range(len(lo)):
+                dims = np.argsort(-score[b], kind="stable")[: min(k, int(np.isfinite(score[b]).sum()))]
+                c_lo, c_hi = grid_children(lo[b], hi[b], dims)
+                pool.push(c_lo, c_hi, np.full(len(c_lo), vol[b] / len(c_lo)), np.full(len(c_lo), lb[b]))
+            lo = lo[:0]
         if len(lo):
             dim = np.argmax(score, axis=1)
             rows = np.arange(len(lo))
@@ -382,4 +393,5 @@ def search(
         compile_budget_s=o["compile_budget_s"],
         frontier=frontier,
         keep_frontier=bool(o.get("incremental", False)),
+        split_dims=int(o.get("split_dims", 1)),
     )
