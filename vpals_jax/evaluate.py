@@ -38,7 +38,7 @@ from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.data.tables import DataError, check_values, coerce_numeric, read_table, require_columns
 from vpals_jax.runtime.predictor import STATUSES, SafePredictor
 from vpals_jax.train.checkpoint import load_checkpoint
-from vpals_jax.train.metrics import regression_metrics
+from vpals_jax.train.metrics import probability_metrics, regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,15 @@ def read_input(path: str, app: str, columns: dict, units: dict, needed: list[str
     return scored
 
 
-def score(pred: np.ndarray, y: np.ndarray, normalizer: MinMaxNormalizer, tolerance: float) -> dict[str, float]:
-    """The training log's metrics (``train.metrics.regression_metrics``) over the rows with a prediction."""
+def score(pred: np.ndarray, y: np.ndarray, normalizer: MinMaxNormalizer, tolerance: float,
+          probability: bool = False) -> dict[str, float]:  # fmt: skip
+    """The training log's metrics over the rows with a prediction (``train.metrics.regression_metrics``;
+    of a classifier run's probability, ``probability_metrics``)."""
     ok = np.isfinite(pred)
     if not ok.any():
         return {"rows": 0}
+    if probability:
+        return {"rows": int(ok.sum()), **probability_metrics(pred[ok], y[ok])}
     m = regression_metrics(normalizer.transform_y(pred[ok]), normalizer.transform_y(y[ok]), normalizer.y_scale,
                            normalizer.y_min, tolerance)  # fmt: skip
     return {"rows": int(ok.sum()), **{k: m[k] for k in ("accuracy", "rmse", "r2", "mape")}}
@@ -158,6 +162,7 @@ def evaluate_run(cfg: EvaluateConfig) -> dict[str, Any]:
     df = read_input(cfg.input, settings["app"], settings["columns"], settings["units"], [*predictor.features, target])
     out = predictor.predict(df[predictor.features])
     y, pred, status = df[target].to_numpy(np.float64), out.latency, out.status
+    classify = predictor.link == "sigmoid"  # a bce run: pred is the probability of class 1
     in_domain = np.isin(status, ("verified", "unverified_region"))
     covered = np.isfinite(out.lower) & np.isfinite(out.upper)
     result = {
@@ -167,9 +172,9 @@ def evaluate_run(cfg: EvaluateConfig) -> dict[str, Any]:
         "status_share": {s: float((status == s).mean()) for s in STATUSES},
         "in_domain_share": float(in_domain.mean()),
         "metrics": {
-            "all": score(pred, y, norm, settings["tolerance"]),
-            "in_domain": score(np.where(in_domain, pred, np.nan), y, norm, settings["tolerance"]),
-            "verified": score(np.where(status == "verified", pred, np.nan), y, norm, settings["tolerance"]),
+            "all": score(pred, y, norm, settings["tolerance"], classify),
+            "in_domain": score(np.where(in_domain, pred, np.nan), y, norm, settings["tolerance"], classify),
+            "verified": score(np.where(status == "verified", pred, np.nan), y, norm, settings["tolerance"], classify),
         },
         # conformal intervals of a calibrated run: does the stated coverage hold on data from elsewhere?
         "intervals": None if not covered.any() else {

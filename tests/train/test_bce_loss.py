@@ -11,6 +11,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 import pytest
 from helpers import compose_train
 
@@ -20,7 +21,9 @@ from vpals_jax.convert import load_network
 from vpals_jax.data.dataset import Dataset, load_dataset
 from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.data.tables import DataError
+from vpals_jax.evaluate import score
 from vpals_jax.models import build_model
+from vpals_jax.runtime.predictor import SafePredictor
 from vpals_jax.train.metrics import binary_metrics
 from vpals_jax.train.steps import create_state, data_loss, epoch_key, total_loss, train_epoch, train_step
 from vpals_jax.train.trainer import as_config, check_binary_target, run_training
@@ -91,6 +94,15 @@ def test_a_bce_run_through_hydra_trains_one_epoch_and_scores_at_logit_zero(tmp_p
     assert heart_accuracy(run_dir, config) == pytest.approx(acc)
     p = 1 / (1 + np.exp(-logit))
     assert summary["test"]["rmse"] == pytest.approx(np.sqrt(np.mean((p - data.y_test) ** 2)), rel=1e-4)
+    # served: the probability of class 1, not the logit; no SLO decisions for a classifier
+    served = SafePredictor.load(run_dir)
+    out = served.predict(pd.DataFrame(data.x_test, columns=served.features))
+    np.testing.assert_allclose(out.latency, p, rtol=1e-6)
+    assert served.link == "sigmoid" and served.describe()["target"] == "probability that target is 1"
+    assert float(np.mean((out.latency > 0.5) == (data.y_test > 0.5))) == pytest.approx(acc)
+    assert score(out.latency, data.y_test, norm, 0.1, probability=True)["accuracy"] == pytest.approx(acc)
+    with pytest.raises(ValueError, match="classifier"):
+        served.decide(pd.DataFrame(data.x_test[:2], columns=served.features), slo=1.0)
 
 
 def test_bce_is_refused_for_a_target_that_is_not_zero_one(tmp_path):

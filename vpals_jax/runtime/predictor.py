@@ -17,6 +17,11 @@ refuse if there is none — a conservative answer for a migration decision), ``r
 The guard runs in float64 NumPy (exact comparisons against the certified boxes); the network
 runs in float64 NumPy for small batches and in a jitted float32 JAX function for large ones.
 
+A run trained as a classifier (``train.loss=bce``: the network outputs a logit) serves the
+probability of class 1, the logistic function of that logit (``link="sigmoid"``). The function is
+increasing, so the certificates about the logit hold for the probability, and a ``bound`` is
+still an upper bound; such a run has no intervals and makes no migration decisions.
+
 A run with a conformal calibration (``vpals_jax.train.calibrate``) also serves, per row, an
 interval ``[lower, upper]`` in the target's units with the stated ``coverage``; the calibration is
 part of the fingerprint a certificate must match. A run without one serves NaN ends (``describe``
@@ -44,19 +49,22 @@ from vpals_jax.data.normalizer import MinMaxNormalizer
 from vpals_jax.runtime import decision
 from vpals_jax.runtime.requirement import SpecRef, required_specs
 from vpals_jax.train.calibrate import Calibration, load_calibration
+from vpals_jax.train.metrics import sigmoid
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("verified", "unverified_region", "out_of_distribution", "invalid")
 VERIFIED, UNVERIFIED, OOD, INVALID = range(4)
 POLICIES = ("flag", "bound", "refuse")
+LINKS = {"mse": "identity", "bce": "sigmoid"}  # train.loss -> what the served value is of the output
 JAX_MIN_ROWS = 256  # below this, NumPy's float64 forward pass beats JAX's dispatch overhead
 
 
 @dataclass
 class Prediction:
     """Per-row results; ``latency`` and the interval ends are in the target's raw units (NaN where
-    refused, invalid, or the run has no calibration)."""
+    refused, invalid, or the run has no calibration); for a classifier run ``latency`` is the
+    probability of class 1."""
 
     latency: np.ndarray
     status_code: np.ndarray  # index into STATUSES
@@ -102,9 +110,13 @@ class SafePredictor:
         ood_margin: float = 0.05,
         calibration: Calibration | None = None,
         coverage: float | None = None,
+        link: str = "identity",
     ):
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}; use one of {list(POLICIES)}")
+        if link not in LINKS.values():
+            raise ValueError(f"unknown link {link!r}; use one of {sorted(set(LINKS.values()))}")
+        self.link = link
         if not ood_margin >= 0:
             raise ValueError(f"ood_margin must be >= 0, got {ood_margin}")
         self.net, self.normalizer, self.regions, self.policy = net, normalizer, regions, policy
@@ -147,6 +159,9 @@ class SafePredictor:
         spec set the run was configured with. ``coverage`` overrides the calibrated one.
         """
         net, normalizer, config = load_network(str(run_dir))
+        loss = config.get("train", {}).get("loss", "mse")
+        if loss not in LINKS:
+            raise ValueError(f"{run_dir}: trained with train.loss={loss!r}, which the runtime cannot serve")
         cal = load_calibration(run_dir, normalizer)
         if cal is None:
             log.info("%s has no calibration: predictions are served without intervals", run_dir)
@@ -155,7 +170,7 @@ class SafePredictor:
         region = certified_region(run_dir, fingerprint, required)
         log.info("%s: %s", run_dir, "nothing verified" if region is None else "certified region loaded")
         return cls(net, normalizer, [] if region is None else [region], policy=policy, ood_margin=ood_margin,
-                   calibration=cal, coverage=coverage)  # fmt: skip
+                   calibration=cal, coverage=coverage, link=LINKS[loss])  # fmt: skip
 
     # -- input --------------------------------------------------------------------------------
     def as_matrix(self, rows: pd.DataFrame | Mapping[str, Any] | np.ndarray | list) -> np.ndarray:
@@ -228,6 +243,8 @@ class SafePredictor:
             latency = self.normalizer.inverse_y(y_n)
             # A bound lifts the point; the upper end rises with it (the calibrated residual is of f(x)).
             lower, upper = interval[:, 0], interval[:, 1] + np.where(bounded, latency - point, 0.0)
+        if self.link == "sigmoid":  # the probability of class 1; increasing, so a bound stays a bound
+            latency = sigmoid(latency)
         refused = np.isnan(latency)
         return Prediction(latency, codes, bounded & (codes != INVALID), np.where(refused, np.nan, lower),
                           np.where(refused, np.nan, upper))  # fmt: skip
@@ -253,11 +270,16 @@ class SafePredictor:
         max_slowdown: float | None = None,
     ) -> pd.DataFrame:
         """Per task ``migrate`` / ``stay`` / ``defer`` from proof and interval (``runtime.decision``)."""
+        if self.link != "identity":
+            raise ValueError("decide: this run is a classifier (it serves a probability, not a latency to hold "
+                             "to an SLO)")  # fmt: skip
         return decision.decide(self, rows, slo, max_slowdown)
 
     def describe(self) -> dict[str, Any]:
         cal = self.calibration
-        return {"features": self.features, "target": self.normalizer.target_name, "policy": self.policy,
+        target = self.normalizer.target_name
+        return {"features": self.features, "policy": self.policy,
+                "target": target if self.link == "identity" else f"probability that {target} is 1",
                 "verified_regions": len(self.regions),
                 "intervals": f"{cal.method} conformal, {100 * self.coverage:g}% coverage" if cal else
                 "none (the run has no calibration)"}  # fmt: skip

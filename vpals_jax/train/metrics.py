@@ -41,15 +41,26 @@ def binary_metrics(logit: np.ndarray, y: np.ndarray) -> dict[str, float]:
     ``accuracy`` of thresholding at logit 0 (probability 0.5); ``mape`` is undefined for a 0/1 target
     (NaN)."""
     z, y = np.asarray(logit, np.float64), np.asarray(y, np.float64)
-    p = 0.5 * (1.0 + np.tanh(0.5 * z))  # the sigmoid, without overflow
     bce = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))  # optax.sigmoid_binary_cross_entropy
+    # accuracy from the logit: its sign is exact where the probability could round to 0.5
+    return {"loss": float(np.mean(bce)), **probability_metrics(sigmoid(z), y), "accuracy": float(np.mean((z > 0) == (y > 0.5)))}
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow for large ``|z|``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, np.float64)))
+
+
+def probability_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """``rmse`` and ``r2`` of a predicted probability against a 0/1 target (``rmse**2`` is the
+    Brier score), ``accuracy`` of thresholding it at 0.5; ``mape`` is undefined (NaN)."""
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     return {
-        "loss": float(np.mean(bce)),
         "rmse": float(np.sqrt(np.mean((p - y) ** 2))),
         "mape": float("nan"),
         "r2": float(1.0 - np.sum((p - y) ** 2) / ss_tot) if ss_tot > 0 else float("nan"),
-        "accuracy": float(np.mean((z > 0) == (y > 0.5))),
+        "accuracy": float(np.mean((p > 0.5) == (y > 0.5))),
     }
 
 
