@@ -187,7 +187,7 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
                                   tc.cert_boxes, tc.cert_full_boxes, tc.loss)  # fmt: skip
         jax.block_until_ready(loss)
         train_time += time.perf_counter() - t0
-        if corrector and epoch == start_epoch:  # the epoch is compiled: the verifier's turn, beside training
+        if corrector and tc.loop != "normal" and epoch == start_epoch:  # compiled: the verifier's turn, beside it
             corrector.warm_up(to_relu_network(state.params, model=model))
         result = evaluate(state, data, norm, tc.tolerance, tc.loss)
         metrics.write({"epoch": epoch + 1, "train_time_s": train_time, "wall_s": clock(), "batch_loss": float(loss),
