@@ -59,12 +59,17 @@ def score(source: str, split: str, seed: int) -> dict[str, float]:
     return out
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds 0,1,2``: argparse turns a ValueError here into one line and exit code 2."""
+    return [int(s) for s in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--seeds", type=seed_list, default="0,1,2,3,4", help="comma-separated integers")
     ap.add_argument("--out", default="results/classical_references")
     args = ap.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     rows = []
     for table, source, split, metric in (("Auto-MPG, COMET's files", "auto_mpg", "given", "test MSE"),
                                          ("Auto-MPG, random 80/20 splits", "auto_mpg", "random", "test MSE"),

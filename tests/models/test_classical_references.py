@@ -16,3 +16,11 @@ def test_one_seed_writes_the_table_with_every_split_and_model(tmp_path):
     heart = [float(r.split("|")[4]) for r in rows if "Heart" in r]
     mpg = [float(r.split("|")[4]) for r in rows if "Auto-MPG" in r]
     assert all(0.5 < a <= 1 for a in heart) and all(0 < m < 40 for m in mpg)  # accuracies and MSEs, not swapped
+
+
+def test_a_bad_seed_list_is_one_line_and_exit_code_2(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["--seeds", "0,x"])
+    assert e.value.code == 2 and "invalid seed_list value: '0,x'" in capsys.readouterr().err

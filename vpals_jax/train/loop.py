@@ -329,11 +329,13 @@ class Corrector:
                        self._unresolved_boxes())  # fmt: skip
 
     def _unresolved_boxes(self) -> UnresolvedBoxes:
-        rows = [self.rows[k] for k in self._box_spec]  # box_spec holds row indices
+        """The boxes, valid ones first (``steps.certified_hinge`` draws among the first ``valid.sum()``)."""
+        order = np.argsort(-self._box_valid, kind="stable")
+        rows = [self.rows[k] for k in self._box_spec[order]]  # box_spec holds row indices
         axis = np.stack([r.axis for r in rows])
         sign = np.asarray([r.sign for r in rows])
         allowance = np.asarray([r.bound_shift for r in rows])
-        arrays = (self._box_lo, self._box_hi, axis, sign, allowance, self._box_valid)
+        arrays = (self._box_lo[order], self._box_hi[order], axis, sign, allowance, self._box_valid[order])
         return UnresolvedBoxes(*(jnp.asarray(a, jnp.float32) for a in arrays))
 
     @property

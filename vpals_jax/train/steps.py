@@ -115,7 +115,8 @@ class Certify(NamedTuple):
 
 
 class UnresolvedBoxes(NamedTuple):
-    """Boxes a verification round left unproven (fixed capacity, ``valid`` marks filled rows)."""
+    """Boxes a verification round left unproven (fixed capacity; ``valid`` marks filled rows, which
+    come first)."""
 
     lower: jnp.ndarray  # (B, n)
     upper: jnp.ndarray  # (B, n)
@@ -167,9 +168,8 @@ def certified_hinge(params, key: jax.Array, cert: Certify, k: int, full: int) ->
     k_u = jax.random.fold_in(key, 1)
     s, lo, hi = _sample_boxes(k_m, reg.lower, reg.upper, reg.active, k, cert.scale, full)
     axis, sign, allowance = reg.axis[s], reg.sign[s], cert.allowance[s]
-    n_boxes = ub.valid.sum()
-    valid_first = jnp.argsort(-ub.valid, stable=True)
-    j = valid_first[jax.random.randint(k_u, (k,), 0, jnp.maximum(n_boxes, 1).astype(jnp.int32))]
+    n_boxes = ub.valid.sum()  # the valid boxes come first (Corrector._unresolved_boxes)
+    j = jax.random.randint(k_u, (k,), 0, jnp.maximum(n_boxes, 1).astype(jnp.int32))
     on_box = (jnp.arange(k) >= k // 2) & (n_boxes > 0)
     lo, hi, axis = (jnp.where(on_box[:, None], b[j], a) for a, b in ((lo, ub.lower), (hi, ub.upper), (axis, ub.axis)))
     sign, allowance = (jnp.where(on_box, b[j], a) for a, b in ((sign, ub.sign), (allowance, ub.allowance)))
