@@ -10,11 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from verifiers import Box, Monotonicity, OutputBound, Status, get_verifier
+from verifiers.bounds.jit_cache import SHAPES
 from verifiers.bounds.linear_deriv import _derivative_batch, _output_batch
 from verifiers.testing.instances import random_relu_net
 
 
-def test_crown_warm_up_compiles_what_its_verification_runs():
+def test_crown_warm_up_compiles_what_its_verification_runs(monkeypatch):
+    # a worker that has met many shapes clears JAX's caches at the next new one (jit_cache.SHAPES):
+    # that must not happen between the warm-up and the verification looked at here
+    monkeypatch.setattr(SHAPES, "limit", 10**6)
     net = random_relu_net(5, (7, 5), seed=3, bias_scale=0.3)
     box = Box(np.zeros(5), np.ones(5))
     specs = [Monotonicity(feature=1, direction="increasing", region=box),
