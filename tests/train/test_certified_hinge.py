@@ -10,7 +10,15 @@ import numpy as np
 from verifiers.bounds.differentiable import interval_slope_lower
 from vpals_jax.config import OptimConfig
 from vpals_jax.models import MLP
-from vpals_jax.train.steps import Certify, RegionSet, UnresolvedBoxes, certified_hinge, create_state, param_layers
+from vpals_jax.train.steps import (
+    Certify,
+    RegionSet,
+    UnresolvedBoxes,
+    cert_draws,
+    certified_hinge,
+    create_state,
+    param_layers,
+)
 
 N, K = 3, 16
 
@@ -26,7 +34,7 @@ def _cert(valid: np.ndarray) -> Certify:
 
 def test_the_boxes_of_a_failed_round_enter_the_hinge_and_its_gradient_lowers_it():
     params = create_state(MLP(depth=2, width=8), OptimConfig(), N, 0).params
-    key = jax.random.PRNGKey(0)
+    key = jax.random.uniform(jax.random.PRNGKey(0), (cert_draws(K, N),))  # the step's uniforms
     assert float(certified_hinge(params, key, _cert(np.zeros(4)), K, 0)) == 0.0
     cert = _cert(np.array([1.0, 1.0, 0.0, 0.0]))  # two boxes left by the round (identical here)
     value = float(certified_hinge(params, key, cert, K, 0))

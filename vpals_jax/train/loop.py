@@ -124,6 +124,7 @@ class Corrector:
         self._box_spec, self._box_valid = np.zeros(cap, np.int64), np.zeros(cap, np.float32)
         self._box_next = 0
         self._warming: threading.Thread | None = None
+        self._cert_cache: tuple[tuple[float, float], Certify | None] | None = None  # (scale, lam) -> term
 
     # -- when -------------------------------------------------------------------------------
     def due(self, epoch: int, train_accuracy: float) -> bool:
@@ -199,6 +200,7 @@ class Corrector:
 
     # -- learn ------------------------------------------------------------------------------
     def _learn_from(self, verdicts: dict[int, Verdict]) -> int:
+        self._cert_cache = None  # the regions' margins and the unresolved boxes change here
         added = 0
         for i, v in verdicts.items():
             spec, mine = self.specs[i], [k for k, r in enumerate(self.rows) if r.spec == i and not r.inert]
@@ -301,7 +303,17 @@ class Corrector:
         mindspore run), and a zero weight changes no gradient (the bounds are finite)."""
         if self.train.loop != "certified":
             return None
+        t = self.train
         scale = self.cert_scale(epoch)
+        lam = t.cert_lam if scale > 0 else 0.0
+        scale = scale if scale > 0 else t.cert_min_scale  # warm-up: any size will do, its weight is 0
+        if self._cert_cache is None or self._cert_cache[0] != (scale, lam):
+            # Why cached: rebuilt, the term cost 3 ms an epoch (the boxes' arrays to the device), 1 s
+            # of a 300-epoch run; only a round (_learn_from) or a restore changes what it holds.
+            self._cert_cache = (scale, lam), self._certify(scale, lam)
+        return self._cert_cache[1]
+
+    def _certify(self, scale: float, lam: float) -> Certify | None:
         regions = self.regions()
         outs = [s for s in self.specs if isinstance(s, OutputBound)]
         outputs = None
@@ -321,11 +333,8 @@ class Corrector:
             z = jnp.zeros((1, n), jnp.float32)
             regions = RegionSet(z, z, z, jnp.zeros(1), jnp.zeros(1), jnp.zeros(1))
             allowance = [0.0]
-        t = self.train
-        lam = t.cert_lam if scale > 0 else 0.0
-        scale = scale if scale > 0 else t.cert_min_scale  # warm-up: any size will do, its weight is 0
         return Certify(regions, outputs, jnp.asarray(scale, jnp.float32), jnp.asarray(lam, jnp.float32),
-                       jnp.asarray(t.cert_margin, jnp.float32), jnp.asarray(allowance, jnp.float32),
+                       jnp.asarray(self.train.cert_margin, jnp.float32), jnp.asarray(allowance, jnp.float32),
                        self._unresolved_boxes())  # fmt: skip
 
     def _unresolved_boxes(self) -> UnresolvedBoxes:
@@ -379,6 +388,7 @@ class Corrector:
     def restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Back to the state ``state_arrays`` and ``state_meta`` saved."""
         self._rng.bit_generator.state = meta["corrector_rng"]
+        self._cert_cache = None
         self._lo, self._hi = arrays["pool_lo"].copy(), arrays["pool_hi"].copy()
         self._sign, self._valid = arrays["pool_sign"].copy(), arrays["pool_valid"].copy()
         # checkpoints saved before non-monotonicity specs trained have no shifts: theirs were all 0
