@@ -152,6 +152,9 @@ class TrainConfig:
     # intervals are fitted
     loss: str = "mse"
     resume: bool = False
+    # epochs between checkpoints; the last epoch, every verification round and a stop are always
+    # saved (with fsync, each save cost 9 ms: every epoch, 2.7 s of a 300-epoch run on 220 rows)
+    save_every: int = 10
     progress: bool = True
     # The training-verification loop: normal | vanilla | spec_data | early_rejection (Ouroboros) | certified
     loop: str = "normal"

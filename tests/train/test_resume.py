@@ -67,17 +67,19 @@ KILLS = {
 }
 
 
+@pytest.mark.parametrize("save_every", [1, 3])  # every epoch; or a kill loses epochs that are trained again
 @pytest.mark.parametrize("loop", list(KILLS))
-def test_killed_and_resumed_run_ends_bitwise_where_the_uninterrupted_one_does(dip_table, tmp_path, loop):
-    straight = run_training(tiny_cfg(dip_table, tmp_path / "straight", loop))
+def test_killed_and_resumed_run_ends_bitwise_where_the_uninterrupted_one_does(dip_table, tmp_path, loop, save_every):
+    every = f"train.save_every={save_every}"
+    straight = run_training(tiny_cfg(dip_table, tmp_path / "straight", loop, every))
     assert straight["rounds"] >= (1 if loop == "normal" else 2)
     run_dir = tmp_path / "killed"
     for owner, name, n in KILLS[loop]:
         with pytest.MonkeyPatch.context() as mp:
             kill_at(mp, owner, name, n)
             with pytest.raises(Killed):
-                run_training(tiny_cfg(dip_table, run_dir, loop, "train.resume=true"))
-    run_training(tiny_cfg(dip_table, run_dir, loop, "train.resume=true"))
+                run_training(tiny_cfg(dip_table, run_dir, loop, "train.resume=true", every))
+    run_training(tiny_cfg(dip_table, run_dir, loop, "train.resume=true", every))
     (p_straight, m_straight, s_straight), (p_killed, m_killed, s_killed) = outcome(tmp_path / "straight"), outcome(run_dir)
     jax.tree_util.tree_map(np.testing.assert_array_equal, p_straight, p_killed)
     assert m_killed == m_straight

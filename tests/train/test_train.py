@@ -50,6 +50,20 @@ def test_one_epoch_end_to_end_writes_the_run_directory(tmp_path, table_csv):
     assert params["hidden_0"]["kernel"].shape == (17, 16) and config["model"]["width"] == 16
 
 
+def test_the_last_epoch_is_saved_whatever_the_save_interval(tmp_path, table_csv):
+    """Checkpoints every ``save_every`` epochs, but the one served is always the trained network."""
+    runs = {}
+    for every in (1, 4):
+        run_dir = tmp_path / f"every{every}"
+        run_training(compose_train(table_overrides(table_csv, run_dir, "train.epochs=6", f"train.save_every={every}")))
+        params, _, _, meta = ckpt.load_checkpoint(run_dir)
+        assert meta["epoch"] == 6
+        runs[every] = params
+    jax.tree_util.tree_map(np.testing.assert_array_equal, runs[1], runs[4])
+    with pytest.raises(ValueError, match="train.save_every must be >= 1"):
+        run_training(compose_train(table_overrides(table_csv, tmp_path / "bad", "train.save_every=0")))
+
+
 def test_refuses_a_run_directory_that_holds_a_checkpoint(tmp_path, table_csv):
     cfg = compose_train(table_overrides(table_csv, tmp_path, "train.epochs=1"))
     run_training(cfg)

@@ -95,8 +95,9 @@ def run_training(cfg: Config | DictConfig, on_start: Callable[[Path], None] | No
     """
     cfg = as_config(cfg)
     tc = cfg.train
-    if tc.epochs < 1 or tc.batch_size < 1:
-        raise ValueError(f"train.epochs and train.batch_size must be >= 1 (got {tc.epochs}, {tc.batch_size})")
+    if tc.epochs < 1 or tc.batch_size < 1 or tc.save_every < 1:
+        raise ValueError(f"train.epochs, train.batch_size and train.save_every must be >= 1 (got {tc.epochs}, "
+                         f"{tc.batch_size}, {tc.save_every})")  # fmt: skip
     data = load_dataset(cfg.data)
     if tc.batch_size > len(data.x_train):
         raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {len(data.x_train)} training rows")
@@ -144,7 +145,8 @@ def _restore(cfg: Config, run_dir: Path, norm: MinMaxNormalizer, state: TrainSta
 
 def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, corrector: Corrector | None, model,
            state, meta: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """The epochs from ``meta["epoch"]`` on, each checkpointed, then the summary."""
+    """The epochs from ``meta["epoch"]`` on, checkpointed every ``train.save_every`` epochs, after
+    every round and at the end, then the summary."""
     tc = cfg.train
     config_dict = asdict(cfg)
     x_train = jnp.asarray(norm.transform_x(data.x_train), jnp.float32)
@@ -159,7 +161,11 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
     def clock() -> float:
         return wall_before + time.perf_counter() - t_start
 
+    saved_epoch = start_epoch
+
     def save(epoch: int, stop: str | None = None) -> None:
+        nonlocal saved_epoch
+        saved_epoch = epoch
         meta = {"epoch": epoch, "train_time_s": train_time, "wall_s": clock(), "stop_reason": stop,
                 "verified_at_s": verified_at, "metrics_records": metrics.count,
                 **(corrector.state_meta() if corrector else {})}  # fmt: skip
@@ -178,6 +184,8 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
         if tc.loop != "normal" and clock() > tc.max_wall_s:
             stop_reason = f"wall-clock budget of {tc.max_wall_s:g}s spent before the model was verified"
             epoch -= 1
+            if saved_epoch != epoch + 1:  # the weights the summary reports are the ones saved
+                save(epoch + 1)
             break
         t0 = time.perf_counter()
         pool, regions = (corrector.pool(), corrector.pair_regions()) if corrector else (None, None)
@@ -205,7 +213,9 @@ def _train(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, co
                 break
             if tc.reset_weights:
                 state = create_state(model, cfg.optim, n_features, tc.seed + 1000 * rnd.index)
-        save(epoch + 1)
+            save(epoch + 1)  # a round changed the corrector: its state is saved with the weights
+        elif (epoch + 1) % tc.save_every == 0 or epoch + 1 == budget:
+            save(epoch + 1)
     else:
         epoch = budget
         if tc.loop != "normal":
