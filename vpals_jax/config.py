@@ -166,6 +166,10 @@ class TrainConfig:
     # spec unproven, up to verifier.time_budget_s (the last epoch's round always gets all of it);
     # 0: every round gets verifier.time_budget_s
     round_budget_s: float = 0.0
+    # > 0: a round's box budget per spec (search backends: crown, ouroboros) starts here and doubles
+    # like round_budget_s, up to the backend's max_boxes (the last epoch's round gets that): a
+    # round then decides the same way on any machine; 0: the backend's max_boxes
+    round_budget_boxes: int = 0
     min_epochs: int = 0  # correcting loops stop at the first all-VERIFIED round at or after this epoch
     loop_epochs: int = 0  # epoch budget of the correcting loops (0: epochs); normal always trains epochs
     lam: float = 0.1  # weight of the spec-aware hinge loss (slope form, see steps.spec_hinge)

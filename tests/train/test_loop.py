@@ -182,6 +182,35 @@ def test_round_budget_doubles_after_unproven_rounds_and_the_final_round_gets_it_
         Corrector(TrainConfig(loop="certified", round_budget_s=-1.0), VerifierConfig(name="ouroboros"), [spec], 2)
 
 
+def test_a_round_budget_in_boxes_doubles_binds_the_search_and_leaves_the_backend_as_it_was():
+    """Budgets in boxes decide the same way on any machine (seconds depend on its load)."""
+    from verifiers import Box, Monotonicity, Status, Verdict
+    from vpals_jax.config import OptimConfig, TrainConfig, VerifierConfig
+    from vpals_jax.convert import to_relu_network
+    from vpals_jax.models import MLP
+    from vpals_jax.train.loop import Corrector, Round
+    from vpals_jax.train.steps import create_state
+
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
+    verifier = VerifierConfig(name="crown", time_budget_s=30.0, options={"max_boxes": 1000})
+    c = Corrector(TrainConfig(loop="certified", round_budget_boxes=64), verifier, [spec], 2)
+    unproven, proven = Verdict(Status.TIMEOUT, "crown", {}), Verdict(Status.VERIFIED, "crown", {})
+    seen = [c.round_boxes()]
+    for v in (unproven, unproven, unproven, unproven, proven):
+        c.rounds.append(Round(len(c.rounds) + 1, 0, 0.0, 0.0, {0: v}))
+        seen.append(c.round_boxes())
+    assert seen == [64, 128, 256, 512, 1000, 64]  # capped at the backend's max_boxes, reset by a proof
+    assert c.round_boxes(final=True) is None and c.round_budget() == 30.0  # no seconds budget: the cap
+    # This random 2x32 network is neither proven nor refuted within 64 boxes.
+    c.rounds.clear()
+    net = to_relu_network(create_state(MLP(depth=2, width=32), OptimConfig(), 2, 2).params)
+    v = c.verify(net, 10, 0.0).verdicts[0]
+    assert v.status == Status.UNKNOWN and "box budget of 64 spent" in v.message and v.settings["max_boxes"] == 64
+    assert c.verifier.options["max_boxes"] == 1000
+    with pytest.raises(ValueError, match="round_budget_boxes"):
+        Corrector(TrainConfig(loop="certified", round_budget_boxes=64), VerifierConfig(name="milp"), [spec], 2)
+
+
 def test_no_round_before_verify_from():
     from verifiers import Box, Monotonicity
     from vpals_jax.config import TrainConfig, VerifierConfig
@@ -247,6 +276,8 @@ def test_the_certified_term_carries_the_boxes_of_the_last_round():
     box = {"lower": [0.25, 0.5], "upper": [0.5, 0.75], "bound": -1.0}
 
     class Unfinished:
+        options: dict = {}  # noqa: RUF012
+
         def verify(self, net, spec, time_budget_s=None):
             return Verdict(Status.TIMEOUT, "stub", {}, unresolved_boxes=[box])
 

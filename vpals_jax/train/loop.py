@@ -48,7 +48,7 @@ import numpy as np
 from verifiers import Counterexample, Monotonicity, OutputBound, ReluNetwork, Spec, Status, Verdict, get_verifier
 from vpals_jax.certificate import network_fingerprint
 from vpals_jax.config import TrainConfig, VerifierConfig
-from vpals_jax.train.rounds import Round
+from vpals_jax.train.rounds import Round, unproven_in_a_row
 from vpals_jax.train.steps import Certify, OutputRegionSet, PairPool, RegionSet, UnresolvedBoxes
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,10 @@ class Corrector:
         if not 0 <= self.train.round_budget_s < float("inf"):
             raise ValueError(f"train.round_budget_s must be a number of seconds >= 0, got {self.train.round_budget_s}")
         self.verifier = get_verifier(self.verifier_cfg.name, **dict(self.verifier_cfg.options))
+        if self.train.round_budget_boxes < 0 or (self.train.round_budget_boxes and "max_boxes" not in
+                                                 self.verifier.options):  # fmt: skip
+            raise ValueError(f"train.round_budget_boxes must be >= 0 and needs a box-search backend (crown, "
+                             f"ouroboros); got {self.train.round_budget_boxes} with {self.verifier_cfg.name}")
         cap, n = self.train.pool_capacity, self.n_features
         self._lo, self._hi = np.zeros((cap, n), np.float32), np.zeros((cap, n), np.float32)
         self._sign, self._valid = np.zeros(cap, np.float32), np.zeros(cap, np.float32)
@@ -161,12 +165,18 @@ class Corrector:
         cap, base = float(self.verifier_cfg.time_budget_s), float(self.train.round_budget_s)
         if final or base <= 0:
             return cap
-        failed = 0
-        for rnd in reversed(self.rounds):
-            if rnd.all_verified and len(rnd.verdicts) == len(self.specs):
-                break
-            failed += 1
-        return min(cap, base * 2.0**failed)
+        return min(cap, base * 2.0 ** unproven_in_a_row(self.rounds, len(self.specs)))
+
+    def round_boxes(self, final: bool = False) -> int | None:
+        """Boxes per spec for the next round (``train.round_budget_boxes``, doubled like the seconds),
+        or None: the backend's own ``max_boxes``. Why boxes: a budget in seconds makes a round's
+        verdict, and so the run's rounds, accuracy and time, depend on the machine's load (the same
+        weights passed in one sweep and failed in the next); a box count decides the same way
+        anywhere, and the seconds stay as a cap."""
+        base, cap = self.train.round_budget_boxes, self.verifier.options.get("max_boxes")
+        if final or base <= 0 or cap is None:
+            return None
+        return min(int(cap), base * 2 ** unproven_in_a_row(self.rounds, len(self.specs)))
 
     def verify(self, net: ReluNetwork, epoch: int, clock: float, final: bool = False) -> Round:
         """One round; ``clock`` is seconds since the run started (for the wall-time plot); the
@@ -174,16 +184,22 @@ class Corrector:
         t0 = time.perf_counter()
         if self._warming is not None:
             self._warming.join()  # a round never shares the machine with the warm-up (and counts the wait)
-        budget = self.round_budget(final)
+        budget, boxes, own = self.round_budget(final), self.round_boxes(final), self.verifier.options.get("max_boxes")
         order = list(range(len(self.specs)))
         last_failed = self.failed_last_round()
         if self.train.loop in REJECTING and last_failed:
             order = last_failed + [i for i in order if i not in last_failed]
         verdicts: dict[int, Verdict] = {}
-        for i in order:
-            verdicts[i] = self.verifier.verify(net, self.specs[i], time_budget_s=budget)
-            if self.train.loop in REJECTING and verdicts[i].status != Status.VERIFIED:
-                break
+        if boxes is not None:
+            self.verifier.options["max_boxes"] = boxes  # recorded in each verdict's settings
+        try:
+            for i in order:
+                verdicts[i] = self.verifier.verify(net, self.specs[i], time_budget_s=budget)
+                if self.train.loop in REJECTING and verdicts[i].status != Status.VERIFIED:
+                    break
+        finally:
+            if boxes is not None:
+                self.verifier.options["max_boxes"] = own
         rnd = Round(len(self.rounds) + 1, epoch, clock, clock + time.perf_counter() - t0, verdicts,
                     fingerprint=network_fingerprint(net))  # fmt: skip
         if self.train.loop != "normal":

@@ -58,3 +58,12 @@ class Round:
             ],
         }
 
+
+def unproven_in_a_row(rounds: list[Round], n_specs: int) -> int:
+    """How many rounds since the last one that proved all ``n_specs`` specs (the budgets double per round)."""
+    failed = 0
+    for rnd in reversed(rounds):
+        if rnd.all_verified and len(rnd.verdicts) == n_specs:
+            break
+        failed += 1
+    return failed
