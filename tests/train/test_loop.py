@@ -286,3 +286,44 @@ def test_the_certified_term_carries_the_boxes_of_the_last_round():
     after = c.certify(10)
     assert float(after.boxes.valid.sum()) == 1.0
     np.testing.assert_allclose(np.asarray(after.boxes.lower[0]), box["lower"])
+
+
+def test_a_spec_left_unproven_never_counts_as_the_whole_volume(table, tmp_path, monkeypatch):
+    """A TIMEOUT whose proven share rounds to 1.0 in floating point must still read short of 1."""
+    from verifiers import Status, Verdict
+    from verifiers.backends.ouroboros import OuroborosVerifier
+
+    def almost(self, net, spec, time_budget_s):
+        return Verdict(Status.TIMEOUT, self.name, spec.to_dict(), verified_fraction=1.0, unresolved_fraction=0.0)
+
+    monkeypatch.setattr(OuroborosVerifier, "_verify", almost)
+    summary = run_training(loop_cfg(table, tmp_path, "normal", "train.epochs=1", "verifier=ouroboros"))
+    assert summary["verdicts"][0]["status"] == "TIMEOUT" and 0.999 < summary["verified_volume"] < 1.0
+
+
+def test_the_certified_loop_trains_a_witness_as_a_box_and_compiles_no_pair_pool():
+    from verifiers import Box, Counterexample, Monotonicity, Status, Verdict
+    from vpals_jax.config import OptimConfig, TrainConfig, VerifierConfig
+    from vpals_jax.convert import to_relu_network
+    from vpals_jax.models import MLP
+    from vpals_jax.train.loop import Corrector
+    from vpals_jax.train.steps import create_state
+
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
+    witness = Counterexample.make(np.array([0.5, 0.3]), np.array([0.52, 0.3]))
+
+    class Refuting:
+        options: dict = {}  # noqa: RUF012
+
+        def verify(self, net, spec, time_budget_s=None):
+            return Verdict(Status.FALSIFIED, "stub", {}, counterexamples=[witness])
+
+    c = Corrector(TrainConfig(loop="certified", cert_warmup=0, cert_ramp=1, eps=0.01), VerifierConfig(), [spec], 2)
+    c.verifier = Refuting()
+    rnd = c.verify(to_relu_network(create_state(MLP(depth=1, width=4), OptimConfig(), 2, 0).params), 10, 0.0)
+    assert rnd.added == 1 and c.pool() is None and len(c.pairs) == 1  # counted, kept for reports, no pool
+    boxes = c.certify(10).boxes
+    assert float(boxes.valid.sum()) == 1.0
+    np.testing.assert_allclose(np.asarray(boxes.lower[0]), [0.49, 0.29], atol=1e-6)  # the segment, eps wider
+    np.testing.assert_allclose(np.asarray(boxes.upper[0]), [0.53, 0.31], atol=1e-6)
+
