@@ -45,11 +45,12 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from verifiers import Counterexample, Monotonicity, OutputBound, ReluNetwork, Spec, Status, Verdict, get_verifier
+from verifiers import Counterexample, Monotonicity, ReluNetwork, Spec, Status, Verdict, get_verifier
 from vpals_jax.certificate import network_fingerprint
 from vpals_jax.config import TrainConfig, VerifierConfig
+from vpals_jax.train.cert_regions import inert_regions, output_regions, witness_box
 from vpals_jax.train.rounds import Round, unproven_in_a_row
-from vpals_jax.train.steps import Certify, OutputRegionSet, PairPool, RegionSet, UnresolvedBoxes
+from vpals_jax.train.steps import Certify, PairPool, RegionSet, UnresolvedBoxes
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,9 @@ class Corrector:
 
     def round_boxes(self, final: bool = False) -> int | None:
         """Boxes per spec for the next round (``train.round_budget_boxes``, doubled like the seconds),
-        or None: the backend's own ``max_boxes``. Why boxes: a budget in seconds makes a round's
-        verdict, and so the run's rounds, accuracy and time, depend on the machine's load (the same
-        weights passed in one sweep and failed in the next); a box count decides the same way
-        anywhere, and the seconds stay as a cap."""
+        or None: the backend's ``max_boxes``. Why boxes: in seconds, a round's verdict (and so the
+        run's rounds, accuracy and time) depends on the machine's load; the same weights passed in
+        one sweep and failed in the next. Boxes decide alike anywhere; the seconds stay as a cap."""
         base, cap = self.train.round_budget_boxes, self.verifier.options.get("max_boxes")
         if final or base <= 0 or cap is None:
             return None
@@ -233,7 +233,8 @@ class Corrector:
                     self._region_active[k] = 1.0  # stays on: a proven region must stay proven
                 if self.train.loop == "certified":
                     boxes = [(box["lower"], box["upper"]) for box in v.unresolved_boxes]
-                    boxes += [self._witness_box(c, spec) for c in v.counterexamples if c.x_prime is not None]
+                    pairs = [c for c in v.counterexamples if c.x_prime is not None]
+                    boxes += [witness_box(c, spec.region, self.train.eps) for c in pairs]
                     for lo, hi in boxes:
                         b = self._box_next % UNRESOLVED_CAPACITY
                         self._box_lo[b], self._box_hi[b] = lo, hi
@@ -258,15 +259,6 @@ class Corrector:
                         self._add_pair(p, spec, self.rows[k])
                 added += len(points)
         return added
-
-    def _witness_box(self, cex: Counterexample, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
-        """The certified loop's form of a witness pair: the box around its segment, ``eps`` wider on
-        every side (within the region), which the bound hinge then pushes like an unproven box. Why
-        not pairs: a pool is a second program to compile (1.5-2.5 s, a third of a run), and its
-        hinge over 256 pairs a step cost more than the bound hinge."""
-        x, xp, eps = np.asarray(cex.x), np.asarray(cex.x_prime), self.train.eps
-        lo = np.clip(np.minimum(x, xp) - eps, spec.region.lower, spec.region.upper)
-        return lo, np.clip(np.maximum(x, xp) + eps, spec.region.lower, spec.region.upper)
 
     def _jitter(self, x: np.ndarray, spec: Spec) -> np.ndarray:
         step = self._rng.uniform(-self.train.eps, self.train.eps, size=x.shape)
@@ -344,25 +336,12 @@ class Corrector:
         return self._cert_cache[1]
 
     def _certify(self, scale: float, lam: float) -> Certify | None:
-        regions = self.regions()
-        outs = [s for s in self.specs if isinstance(s, OutputBound)]
-        outputs = None
-        if outs:
-            big = 1e3  # normalised units: a missing side never binds
-            outputs = OutputRegionSet(
-                jnp.asarray(np.stack([s.region.lower for s in outs]), jnp.float32),
-                jnp.asarray(np.stack([s.region.upper for s in outs]), jnp.float32),
-                jnp.asarray([-big if s.lower is None else s.lower for s in outs], jnp.float32),
-                jnp.asarray([big if s.upper is None else s.upper for s in outs], jnp.float32),
-            )
+        regions, outputs = self.regions(), output_regions(self.specs)
         if regions is None and outputs is None:
             return None
         allowance = [r.bound_shift for r in self.rows]
-        if regions is None:  # output bounds only: an inert monotonicity row keeps the shapes fixed
-            n = self.n_features
-            z = jnp.zeros((1, n), jnp.float32)
-            regions = RegionSet(z, z, z, jnp.zeros(1), jnp.zeros(1), jnp.zeros(1))
-            allowance = [0.0]
+        if regions is None:  # output bounds only
+            regions, allowance = inert_regions(self.n_features), [0.0]
         return Certify(regions, outputs, jnp.asarray(scale, jnp.float32), jnp.asarray(lam, jnp.float32),
                        jnp.asarray(self.train.cert_margin, jnp.float32), jnp.asarray(allowance, jnp.float32),
                        self._unresolved_boxes())  # fmt: skip
