@@ -161,19 +161,29 @@ def test_a_two_sided_directional_spec_trains_and_ends_verified(tmp_path):
     assert [(r.sign, r.pair_shift) for r in rows] == [(1.0, 0.0), (-1.0, 2.0)]
 
 
+def budgets_over_rounds(c, statuses, budget) -> list:
+    """``budget()`` before the first round and after each round, one per status (the budgets double
+    while rounds leave a spec unproven and start again after a proof)."""
+    from verifiers import Verdict
+    from vpals_jax.train.loop import Round
+
+    seen = [budget()]
+    for status in statuses:
+        c.rounds.append(Round(len(c.rounds) + 1, 0, 0.0, 0.0, {0: Verdict(status, "stub", {})}))
+        seen.append(budget())
+    return seen
+
+
 def test_round_budget_doubles_after_unproven_rounds_and_the_final_round_gets_it_all():
-    from verifiers import Box, Monotonicity, Status, Verdict
+    from verifiers import Box, Monotonicity, Status
     from vpals_jax.config import TrainConfig, VerifierConfig
-    from vpals_jax.train.loop import Corrector, Round
+    from vpals_jax.train.loop import Corrector
 
     spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
     c = Corrector(TrainConfig(loop="certified", round_budget_s=0.5), VerifierConfig(name="ouroboros", time_budget_s=3.0),
                   [spec], 2)  # fmt: skip
-    unproven, proven = Verdict(Status.TIMEOUT, "ouroboros", {}), Verdict(Status.VERIFIED, "ouroboros", {})
-    seen = [c.round_budget()]
-    for v in (unproven, unproven, unproven, proven, unproven):
-        c.rounds.append(Round(len(c.rounds) + 1, 0, 0.0, 0.0, {0: v}))
-        seen.append(c.round_budget())
+    no, yes = Status.TIMEOUT, Status.VERIFIED
+    seen = budgets_over_rounds(c, (no, no, no, yes, no), c.round_budget)
     assert seen == [0.5, 1.0, 2.0, 3.0, 0.5, 1.0]  # capped at the verifier's budget, reset by a proof
     assert c.round_budget(final=True) == 3.0
     assert Corrector(TrainConfig(loop="certified"), VerifierConfig(name="ouroboros", time_budget_s=3.0), [spec],
@@ -184,21 +194,18 @@ def test_round_budget_doubles_after_unproven_rounds_and_the_final_round_gets_it_
 
 def test_a_round_budget_in_boxes_doubles_binds_the_search_and_leaves_the_backend_as_it_was():
     """Budgets in boxes decide the same way on any machine (seconds depend on its load)."""
-    from verifiers import Box, Monotonicity, Status, Verdict
+    from verifiers import Box, Monotonicity, Status
     from vpals_jax.config import OptimConfig, TrainConfig, VerifierConfig
     from vpals_jax.convert import to_relu_network
     from vpals_jax.models import MLP
-    from vpals_jax.train.loop import Corrector, Round
+    from vpals_jax.train.loop import Corrector
     from vpals_jax.train.steps import create_state
 
     spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
     verifier = VerifierConfig(name="crown", time_budget_s=30.0, options={"max_boxes": 1000})
     c = Corrector(TrainConfig(loop="certified", round_budget_boxes=64), verifier, [spec], 2)
-    unproven, proven = Verdict(Status.TIMEOUT, "crown", {}), Verdict(Status.VERIFIED, "crown", {})
-    seen = [c.round_boxes()]
-    for v in (unproven, unproven, unproven, unproven, proven):
-        c.rounds.append(Round(len(c.rounds) + 1, 0, 0.0, 0.0, {0: v}))
-        seen.append(c.round_boxes())
+    no, yes = Status.TIMEOUT, Status.VERIFIED
+    seen = budgets_over_rounds(c, (no, no, no, no, yes), c.round_boxes)
     assert seen == [64, 128, 256, 512, 1000, 64]  # capped at the backend's max_boxes, reset by a proof
     assert c.round_boxes(final=True) is None and c.round_budget() == 30.0  # no seconds budget: the cap
     # This random 2x32 network is neither proven nor refuted within 64 boxes.
