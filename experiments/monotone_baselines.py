@@ -4,6 +4,7 @@
 
     python -m vpals_jax.train -m experiment=monotone_baselines            # the sweep, then this table
     python -m experiments.monotone_baselines multirun/monotone_baselines/<time>   # aggregate again
+    python -m experiments.monotone_baselines SWEEP_A SWEEP_B --out DIR             # sweeps together
 
 Every job is one (data set, model, seed): the free MLP trained normally, in the Ouroboros loop
 (spec_data) or with certified training, and the two monotone-by-construction baselines (CMNN, LMN),
@@ -11,8 +12,9 @@ each converted to a ``ReluNetwork`` and its specs decided over the whole trainin
 same verifier. The table holds, per data set and model (mean +- std over seeds): the data set's
 own metric (Auto-MPG test MSE, Heart test accuracy, elsewhere test accuracy within tolerance and
 RMSE), how many runs ended with every spec VERIFIED, the verifier's time on the final model,
-the number of trainable parameters and the training time; the published figures stand beside
-ours, with the split each used, and the issue's goals are checked at the end.
+the epochs trained, the number of trainable parameters, the time in training steps and the whole
+run's wall time (the correcting loops' rounds are in it); the published figures stand beside ours,
+with the split each used, and the issue's claim is checked at the end for every data set.
 """
 
 from __future__ import annotations
@@ -59,11 +61,15 @@ PUBLISHED: dict[tuple[str, str], tuple[float, float | None, str]] = {
 GOALS = {"auto_mpg": ("test_mse", "<=", 7.6), "heart": ("test_accuracy", ">=", 0.89)}
 VARIANT_ORDER = ("mlp", "mlp+spec_data", "mlp+certified", "cmnn", "lmn")
 METRICS = ("test_mse", "test_accuracy", "test_mse_best_epoch", "test_accuracy_best_epoch", "test_rmse", "verify_s",
-           "params", "train_time_s", "wall_time_s")  # fmt: skip
+           "epochs_trained", "params", "train_time_s", "wall_time_s")  # fmt: skip
+# the columns after "all specs VERIFIED", for every data set
+COSTS = ("verify_s", "epochs_trained", "params", "train_time_s", "wall_time_s")
 HEADERS = {"test_mse": "test MSE", "test_accuracy": "test acc", "test_rmse": "test RMSE", "verify_s": "verify (s)",
            "test_mse_best_epoch": "best-epoch test MSE*", "test_accuracy_best_epoch": "best-epoch test acc*",
-           "params": "params", "train_time_s": "train (s)", "wall_time_s": "wall (s)"}  # fmt: skip
+           "epochs_trained": "epochs", "params": "params", "train_time_s": "train (s)",
+           "wall_time_s": "wall (s)"}  # fmt: skip
 FORMATS = {"test_mse": ".3f", "test_accuracy": ".4f", "test_rmse": ".4g", "verify_s": ".1f", "params": ".0f",
+           "epochs_trained": ".0f",
            "test_mse_best_epoch": ".3f", "test_accuracy_best_epoch": ".4f",
            "train_time_s": ".1f", "wall_time_s": ".1f"}  # fmt: skip
 BEST_EPOCH_NOTE = ("*best-epoch: the best test value over the epochs of each run, the published papers' protocol "
@@ -106,15 +112,25 @@ def n_params(job_dir: Path) -> int:
     return count(params)
 
 
+def _epoch_records(job_dir: Path) -> list[dict[str, Any]]:
+    path = job_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return [r for r in records if "test" in r and "epoch" in r]
+
+
 def best_epoch(job_dir: Path) -> tuple[float, float]:
     """(lowest test MSE, highest test accuracy within tolerance) over the epochs in ``metrics.jsonl``:
     the published baselines' way of scoring (they chose the epoch on the test rows)."""
-    path = job_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    tests = [r["test"] for r in records if "test" in r]
+    tests = [r["test"] for r in _epoch_records(job_dir)]
     if not tests:
         return float("nan"), float("nan")
     return min(t["rmse"] ** 2 for t in tests), max(t["accuracy"] for t in tests)
+
+
+def epochs_trained(job_dir: Path) -> float:
+    """The last epoch trained: the correcting loops may stop before ``train.epochs`` (proved, or out
+    of wall-clock time) or train past it (certified, until a round proves every spec)."""
+    return float(max((r["epoch"] for r in _epoch_records(job_dir)), default=float("nan")))
 
 
 def job_row(job_dir: Path) -> dict[str, Any] | None:
@@ -141,16 +157,18 @@ def job_row(job_dir: Path) -> dict[str, Any] | None:
         "statuses": " ".join(v["status"] for v in verdicts),
         "verify_s": sum(v["time_s"] or 0.0 for v in verdicts) if verdicts else float("nan"),
         "time_to_verified_s": s.get("time_to_verified_s"),
+        "epochs_trained": epochs_trained(job_dir),
         "params": n_params(job_dir),
         "train_time_s": s.get("train_time_s"),
         "wall_time_s": s.get("wall_time_s"),
     }
 
 
-def collect(sweep_dir: str | Path) -> pd.DataFrame:
-    rows = [r for d in sorted(Path(sweep_dir).iterdir()) if d.is_dir() for r in [job_row(d)] if r]
+def collect(*sweep_dirs: str | Path) -> pd.DataFrame:
+    """Every finished job of the sweeps (several sweeps: e.g. more seeds or variants run later)."""
+    rows = [r for sweep in sweep_dirs for d in sorted(Path(sweep).iterdir()) if d.is_dir() for r in [job_row(d)] if r]
     if not rows:
-        raise FileNotFoundError(f"no job under {sweep_dir} has a summary.json and a config.yaml")
+        raise FileNotFoundError(f"no job under {', '.join(map(str, sweep_dirs))} has a summary.json and a config.yaml")
     return pd.DataFrame(rows)
 
 
@@ -177,20 +195,19 @@ def _fmt(mean: float, std: float, spec: str) -> str:
 
 def columns_for(dataset: str) -> list[str]:
     """Auto-MPG is judged by MSE, Heart by accuracy, the latency data by accuracy and RMSE."""
-    first = {"auto_mpg": ["test_mse", "test_mse_best_epoch"], "heart": ["test_accuracy", "test_accuracy_best_epoch"]}.get(
+    return {"auto_mpg": ["test_mse", "test_mse_best_epoch"], "heart": ["test_accuracy", "test_accuracy_best_epoch"]}.get(
         dataset, ["test_accuracy", "test_rmse"])
-    return [*first, "verify_s", "params", "train_time_s"]
 
 
 def markdown(agg: pd.DataFrame) -> str:
     parts = []
     for dataset, g in agg.groupby("dataset", sort=False):
         cols = columns_for(dataset)
-        head = ["model", "runs", *(HEADERS[c] for c in cols[:-3]), "all specs VERIFIED", *(HEADERS[c] for c in cols[-3:])]
+        head = ["model", "runs", *(HEADERS[c] for c in cols), "all specs VERIFIED", *(HEADERS[c] for c in COSTS)]
         lines = [f"### {dataset}\n", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in g.iterrows():
-            cells = [r["variant"], str(int(r["runs"]))] + [_fmt(r[c], r[c + "_std"], FORMATS[c]) for c in cols[:-3]]
-            cells += [f"{int(r['verified'])}/{int(r['runs'])}"] + [_fmt(r[c], r[c + "_std"], FORMATS[c]) for c in cols[-3:]]
+            cells = [r["variant"], str(int(r["runs"]))] + [_fmt(r[c], r[c + "_std"], FORMATS[c]) for c in cols]
+            cells += [f"{int(r['verified'])}/{int(r['runs'])}"] + [_fmt(r[c], r[c + "_std"], FORMATS[c]) for c in COSTS]
             lines.append("| " + " | ".join(cells) + " |")
         pub = [(m, v) for (d, m), v in PUBLISHED.items() if d == dataset]
         if pub:
@@ -204,29 +221,31 @@ def markdown(agg: pd.DataFrame) -> str:
 
 
 def goals(agg: pd.DataFrame) -> str:
-    """The claim, per data set: the best free network whose every run was VERIFIED, against the goal
-    and against the best by-construction model, with the training times side by side."""
-    lines = ["| data set | goal | best verified free model | value | best by construction | value | train time ratio | met |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for dataset, (metric, op, target) in GOALS.items():
-        g = agg[agg["dataset"] == dataset]
-        if g.empty:
-            continue
+    """The claim, per data set: the best free network whose every run was VERIFIED, against the best
+    by-construction model (and, on Auto-MPG and Heart, the issue's absolute goal), with the times
+    side by side. Wall time counts the correcting loops' rounds and every model's final check."""
+    head = ("| data set | goal | best verified free model | value | best by construction | value | train time ratio | "
+            "wall time ratio | met |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for dataset, g in agg.groupby("dataset", sort=False):
+        metric, op, target = GOALS.get(dataset, (columns_for(dataset)[0], ">=", None))
         better = min if op == "<=" else max
         free = g[g["variant"].str.startswith("mlp") & (g["verified"] == g["runs"])]
         built = g[g["variant"].isin(["cmnn", "lmn"])]
+
         def pick(t: pd.DataFrame, metric: str = metric, op: str = op) -> pd.Series | None:
             return None if t.empty else t.loc[t[metric].idxmin() if op == "<=" else t[metric].idxmax()]
 
         f, b = pick(free), pick(built)
-        ok = f is not None and (f[metric] <= target if op == "<=" else f[metric] >= target)
+        ok = f is not None and (target is None or (f[metric] <= target if op == "<=" else f[metric] >= target))
         if f is not None and b is not None:
             ok = ok and better(f[metric], b[metric]) == f[metric]
-        ratio = f"{f['train_time_s'] / b['train_time_s']:.2f}" if f is not None and b is not None else "-"
-        lines.append(f"| {dataset} | {HEADERS[metric]} {op} {target} (and no worse than by construction) | "
+        ratios = [f"{f[c] / b[c]:.2f}" if f is not None and b is not None else "-" for c in ("train_time_s", "wall_time_s")]
+        goal = "no worse than by construction" if target is None else f"{op} {target} (and no worse than by construction)"
+        lines.append(f"| {dataset} | {HEADERS[metric]} {goal} | "
                      f"{f['variant'] if f is not None else 'none verified'} | {f[metric] if f is not None else float('nan'):.4g} | "
                      f"{b['variant'] if b is not None else '-'} | {b[metric] if b is not None else float('nan'):.4g} | "
-                     f"{ratio} | {'yes' if ok else 'no'} |")  # fmt: skip
+                     f"{' | '.join(ratios)} | {'yes' if ok else 'no'} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -257,19 +276,24 @@ def plot(agg: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def report(sweep_dir: str | Path) -> str:
-    """Collect, aggregate, write ``results.csv``, ``aggregate.csv``, ``table.md`` and ``baselines.png``."""
-    sweep_dir = Path(sweep_dir)
-    df = collect(sweep_dir)
+def report(*sweep_dirs: str | Path, out: str | Path | None = None) -> str:
+    """Collect, aggregate, write ``results.csv``, ``aggregate.csv``, ``table.md`` and ``baselines.png``
+    into ``out`` (default: the one sweep directory)."""
+    if out is None and len(sweep_dirs) != 1:
+        raise ValueError("several sweeps need an output directory (--out)")
+    out_dir = Path(out if out is not None else sweep_dirs[0])
+    df = collect(*sweep_dirs)
     agg = aggregate(df)
-    df.to_csv(sweep_dir / "results.csv", index=False)
-    agg.to_csv(sweep_dir / "aggregate.csv", index=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / "results.csv", index=False)
+    agg.to_csv(out_dir / "aggregate.csv", index=False)
     text = (f"# monotone_baselines: {len(df)} runs (mean ± std over seeds)\n\n"
             "Every model's specs are decided over the whole training domain on its ReLU form; "
-            "'verify (s)' is the verifier's time on the final model (all specs).\n\n"
+            "'verify (s)' is the verifier's time on the final model (all specs), 'train (s)' the time "
+            "in training steps, 'wall (s)' the whole run (rounds and final check included).\n\n"
             f"{markdown(agg)}\n\n## The claim\n\n{goals(agg)}\n")  # fmt: skip
-    (sweep_dir / "table.md").write_text(text)
-    plot(agg, sweep_dir / "baselines.png")
+    (out_dir / "table.md").write_text(text)
+    plot(agg, out_dir / "baselines.png")
     return text
 
 
@@ -289,11 +313,15 @@ class AggregateBaselines(Callback):
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.monotone_baselines", description=__doc__.splitlines()[0])
-    p.add_argument("sweep_dir", help="the multirun directory of experiment=monotone_baselines")
+    p.add_argument("sweep_dirs", nargs="+", help="multirun directories of experiment=monotone_baselines")
+    p.add_argument("--out", help="where the table goes (needed for several sweeps; default: the sweep directory)")
     args = p.parse_args(argv)
+    if args.out is None and len(args.sweep_dirs) > 1:
+        print("monotone_baselines: several sweeps need --out", file=sys.stderr)
+        return 2
     try:
-        print(report(args.sweep_dir))
-    except FileNotFoundError as e:
+        print(report(*args.sweep_dirs, out=args.out))
+    except (FileNotFoundError, NotADirectoryError) as e:
         print(f"monotone_baselines: {e}", file=sys.stderr)
         return 2
     return 0
