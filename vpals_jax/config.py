@@ -191,6 +191,9 @@ class TrainConfig:
     # certified: the interval bound of every spec over boxes that grow to the whole region is
     # pushed above cert_margin (see steps.certified_hinge and docs/certified.md)
     cert_lam: float = 1.0  # weight of the bound hinge
+    # > cert_lam: the weight doubles after each round in a row that leaves a spec unproven, up to this
+    # (a multiplier raised while its constraint is violated); 0: cert_lam throughout
+    cert_lam_max: float = 0.0
     cert_warmup: int = 2  # epochs of plain training first
     cert_ramp: int = 10  # epochs over which the boxes grow from cert_min_scale to the whole region
     cert_min_scale: float = 0.05
@@ -201,6 +204,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown train.loss {self.loss!r}; use mse or bce")
+        if not 0 < self.eps < 1:
+            raise ValueError(f"train.eps must be in (0, 1), got {self.eps}")
+        if not 0 <= self.round_budget_s < float("inf"):
+            raise ValueError(f"train.round_budget_s must be a number of seconds >= 0, got {self.round_budget_s}")
+        if self.cert_lam_max < 0 or 0 < self.cert_lam_max < self.cert_lam:
+            raise ValueError(f"train.cert_lam_max must be 0 (no growth) or >= train.cert_lam ({self.cert_lam:g}); "
+                             f"got {self.cert_lam_max:g}")
 
 
 @dataclass

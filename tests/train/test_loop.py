@@ -192,6 +192,25 @@ def test_round_budget_doubles_after_unproven_rounds_and_the_final_round_gets_it_
         Corrector(TrainConfig(loop="certified", round_budget_s=-1.0), VerifierConfig(name="ouroboros"), [spec], 2)
 
 
+def test_the_certified_weight_grows_while_rounds_fail_and_reaches_the_term():
+    """``cert_lam_max``: the hinge's weight doubles after each unproven round, capped, and starts
+    again after a proof; the epoch's term carries it (the cached term is rebuilt when it changes)."""
+    from verifiers import Box, Monotonicity, Status
+    from vpals_jax.config import TrainConfig, VerifierConfig
+    from vpals_jax.train.loop import Corrector
+
+    spec = Monotonicity(feature=0, direction="increasing", region=Box([0.0, 0.0], [1.0, 1.0]))
+    c = Corrector(TrainConfig(loop="certified", cert_lam=0.5, cert_lam_max=2.0, cert_warmup=0, cert_ramp=1),
+                  VerifierConfig(), [spec], 2)  # fmt: skip
+    no, yes = Status.UNKNOWN, Status.VERIFIED
+    weights = budgets_over_rounds(c, (no, no, no, yes, no), lambda: float(c.certify(5).lam))
+    assert weights == [0.5, 1.0, 2.0, 2.0, 0.5, 1.0]
+    fixed = Corrector(TrainConfig(loop="certified", cert_lam=0.5), VerifierConfig(), [spec], 2)  # cert_lam_max 0
+    assert budgets_over_rounds(fixed, (no, no), fixed.cert_weight) == [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="train.cert_lam_max must be 0 .no growth. or >= train.cert_lam .0.5.; got 0.25"):
+        TrainConfig(loop="certified", cert_lam=0.5, cert_lam_max=0.25)
+
+
 def test_a_round_budget_in_boxes_doubles_binds_the_search_and_leaves_the_backend_as_it_was():
     """Budgets in boxes decide the same way on any machine (seconds depend on its load)."""
     from verifiers import Box, Monotonicity, Status

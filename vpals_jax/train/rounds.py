@@ -59,6 +59,12 @@ class Round:
         }
 
 
+def escalated(base: float, cap: float, rounds: list[Round], n_specs: int) -> float:
+    """``base`` doubled after each round in a row that left a spec unproven, capped at ``cap``: a
+    round's seconds and boxes, and the certified hinge's weight, grow only while rounds fail."""
+    return min(cap, base * 2 ** unproven_in_a_row(rounds, n_specs))
+
+
 def unproven_in_a_row(rounds: list[Round], n_specs: int) -> int:
     """How many rounds since the last one that proved all ``n_specs`` specs (the budgets double per round)."""
     failed = 0
