@@ -117,13 +117,14 @@ def run_one(app: str, loop: str, seed: int, out: Path, extra: tuple[str, ...] = 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean per app and loop; accuracy, RMSE and time against normal training (same app and seed).
 
-    The time reference is normal training's own wall time, without the verification the normal
-    run does at its end to report its verdicts (that check is a measurement, not training)."""
+    Times are training wall times: a correcting loop's includes every round (its rounds are part of
+    training), normal training's leaves out the check it does at its end to report its verdicts
+    (a measurement, not training), so a normal row reads 1."""
     base = df[df.loop == "normal"][["app", "seed", "test_accuracy", "test_rmse", "training_wall_s"]]
     rel = df.merge(base, on=["app", "seed"], how="left", suffixes=("", "_normal"))
     rel["acc_minus_normal"] = rel.test_accuracy - rel.test_accuracy_normal
     rel["rmse_ratio"] = rel.test_rmse / rel.test_rmse_normal
-    rel["time_ratio"] = rel.wall_s / rel.training_wall_s_normal
+    rel["time_ratio"] = rel.training_wall_s / rel.training_wall_s_normal
     rel["time_to_verified_ratio"] = rel.time_to_verified_s.astype(float) / rel.training_wall_s_normal
     agg = rel.groupby(["app", "loop"]).agg(
         runs=("seed", "count"), test_accuracy=("test_accuracy", "mean"), acc_minus_normal=("acc_minus_normal", "mean"),
