@@ -113,9 +113,10 @@ def n_params(job_dir: Path) -> int:
 
 
 def _epoch_records(job_dir: Path) -> list[dict[str, Any]]:
-    path = job_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    return [r for r in records if "test" in r and "epoch" in r]
+    """The run's epoch records (not its verification rounds)."""
+    from vpals_jax.train.metrics import MetricsLog
+
+    return [r for r in MetricsLog(job_dir / "metrics.jsonl").read() if "test" in r and "epoch" in r]
 
 
 def best_epoch(job_dir: Path) -> tuple[float, float]:
@@ -284,7 +285,7 @@ def report(*sweep_dirs: str | Path, out: str | Path | None = None) -> str:
     """Collect, aggregate, write ``results.csv``, ``aggregate.csv``, ``table.md`` and ``baselines.png``
     into ``out`` (default: the one sweep directory)."""
     if out is None and len(sweep_dirs) != 1:
-        raise ValueError("several sweeps need an output directory (--out)")
+        raise ValueError("several sweeps need --out")
     out_dir = Path(out if out is not None else sweep_dirs[0])
     df = collect(*sweep_dirs)
     agg = aggregate(df)
@@ -320,12 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("sweep_dirs", nargs="+", help="multirun directories of experiment=monotone_baselines")
     p.add_argument("--out", help="where the table goes (needed for several sweeps; default: the sweep directory)")
     args = p.parse_args(argv)
-    if args.out is None and len(args.sweep_dirs) > 1:
-        print("monotone_baselines: several sweeps need --out", file=sys.stderr)
-        return 2
     try:
         print(report(*args.sweep_dirs, out=args.out))
-    except (FileNotFoundError, NotADirectoryError) as e:
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"monotone_baselines: {e}", file=sys.stderr)
         return 2
     return 0

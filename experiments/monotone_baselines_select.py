@@ -68,8 +68,9 @@ def cell(dataset: str, variant: str) -> list[str]:
 
 def validation_curve(run_dir: Path) -> np.ndarray:
     """Per-epoch MSE on the run's test file (here: the validation rows), from ``metrics.jsonl``."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return np.array([r["test"]["rmse"] ** 2 for r in records if "test" in r])
+    from vpals_jax.train.metrics import MetricsLog
+
+    return np.array([r["test"]["rmse"] ** 2 for r in MetricsLog(run_dir / "metrics.jsonl").read() if "test" in r])
 
 
 def select(dataset: str, model: str, out: Path, folds: int, fraction: float, split_seed: int | None = None
