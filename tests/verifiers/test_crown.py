@@ -203,3 +203,30 @@ def test_bad_options():
     for bad in ({"iters": -1}, {"split": "nope"}, {"hybrid_fraction": 0.0}, {"hybrid_milp": 1}, {"wat": 1}):
         with pytest.raises(ValueError):
             get_verifier("crown", **bad)
+
+
+@pytest.mark.parametrize("n, hidden", SHAPES)
+def test_staged_output_bound_is_the_larger_sound_bound(n, hidden):
+    """Intervals first, CROWN on what they leave: never above the exact minimum (MILP), never below
+    either stage's bound, and the rows the intervals prove keep the interval bound."""
+    from verifiers.backends.crown import make_crown_output_bound_fn, make_staged_output_bound_fn
+    from verifiers.bounds.interval import make_output_bound_fn
+
+    rng = np.random.default_rng(21)
+    for seed in range(3):
+        net = random_relu_net(n, hidden, seed=40 + seed, bias_scale=0.5)
+        region = Box(np.zeros(n), np.ones(n))
+        lo, hi = random_boxes(rng, 12, n)
+        pad = lambda b: np.concatenate([b] * 6)  # the interval program's batch of 64 rows
+        y_lo = make_output_bound_fn(net, 0.0, None, region)(pad(lo), pad(hi)).lower[: len(lo)]
+        spec = OutputBound(lower=float(np.median(y_lo)), upper=None, region=region)  # half the rows pass IBP
+        bounder = LinearBounder(net, batch_size=BATCH)
+        staged = make_staged_output_bound_fn(net, bounder, spec)(lo, hi).lower
+        ibp = make_output_bound_fn(net, spec.lower, None, region)(pad(lo), pad(hi)).lower[: len(lo)]
+        crown = make_crown_output_bound_fn(bounder, spec)(lo, hi).lower
+        assert np.all(staged >= ibp) and np.all(staged[ibp >= 0] == ibp[ibp >= 0])
+        assert np.all(staged[ibp < 0] >= crown[ibp < 0])
+        assert (ibp >= 0).any() and (ibp < 0).any()  # both stages ran
+        for j in range(len(lo)):
+            exact = BoxMilp(net, lo[j], hi[j]).min_output(1.0, time_limit=20.0).objective - spec.lower
+            assert staged[j] <= exact + 1e-9

@@ -1,7 +1,8 @@
 """``Verifier.warm_up`` compiles what a verification of those specs will run, and decides nothing.
 
 Checked through the jit caches of crown's bound functions, not by timing: after the warm-up, the
-verification of every spec adds no compiled program. The shape (5 inputs, 7 and 5 hidden) is
+verification of every spec adds no compiled program. An output spec the interval stage proves
+never compiles CROWN's output program (crown's staged output bound). The shape (5 inputs, 7 and 5 hidden) is
 used nowhere else, so no other test warms these caches first.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from verifiers import Box, Monotonicity, OutputBound, Status, get_verifier
+from verifiers.bounds.interval import _output_jit
 from verifiers.bounds.jit_cache import SHAPES
 from verifiers.bounds.linear_deriv import _derivative_batch, _output_batch
 from verifiers.testing.instances import random_relu_net
@@ -25,13 +27,14 @@ def test_crown_warm_up_compiles_what_its_verification_runs(monkeypatch):
              Monotonicity(feature=4, direction="decreasing", region=box),
              OutputBound(region=box, lower=-1e6, upper=None)]  # fmt: skip
     crown = get_verifier("crown", batch_size=16)
-    before = _derivative_batch._cache_size(), _output_batch._cache_size()
+    caches = _derivative_batch._cache_size, _output_jit._cache_size, _output_batch._cache_size
+    before = [c() for c in caches]
     crown.warm_up(net, specs)
-    warmed = _derivative_batch._cache_size(), _output_batch._cache_size()
-    assert warmed[0] > before[0] and warmed[1] > before[1]
+    warmed = [c() for c in caches]
+    assert warmed[0] > before[0] and warmed[1] > before[1] and warmed[2] == before[2]
     verdicts = [crown.verify(net, s, time_budget_s=5) for s in specs]
-    assert (_derivative_batch._cache_size(), _output_batch._cache_size()) == warmed
-    assert verdicts[2].status == Status.VERIFIED  # and the verdicts are decided as usual
+    assert [c() for c in caches] == warmed
+    assert verdicts[2].status == Status.VERIFIED and verdicts[2].boxes == 1  # decided as usual, at the root
     assert all(v.status != Status.ERROR for v in verdicts)
 
 
@@ -49,3 +52,7 @@ def test_a_loop_that_verifies_warms_up_on_a_thread_and_its_round_waits_for_it():
     assert c._warming is not None
     rnd = c.verify(net, epoch=1, clock=0.0)
     assert not c._warming.is_alive() and rnd.verdicts[0].status != Status.ERROR
+    ended = Corrector(TrainConfig(loop="certified"), VerifierConfig(name="crown"), [spec], 5)
+    ended.warm_up(random_relu_net(5, (9, 5), seed=4))  # a new shape: compiling while the run ends
+    ended.close()  # (a run that ends before its first round: _finish)
+    assert not ended._warming.is_alive()

@@ -9,7 +9,8 @@ much tighter than intervals (see that module for the relaxations and the soundne
 Monotonicity with tolerance ``t``: the engine's objective is ``sign * df/dx_i + t / W_i`` (``W_i``
 the region's width along ``i``). A box cover on which it is ``>= 0`` gives, for every pair in the
 region, ``sign * (f(x') - f(x)) >= -t d / W_i >= -t``; with ``t = 0`` this is exact monotonicity.
-OutputBound: ``min(f - lower, upper - f)``.
+OutputBound: ``min(f - lower, upper - f)``, bounded by intervals first and by CROWN only on the
+boxes they leave unproven (:func:`make_staged_output_bound_fn`).
 
 Split choice (``split``): ``"coef"`` (default) scores dimension ``j`` of a box by ``|c_j| w_j``
 divided by ``|bound|`` (``c`` the x-coefficients of the box's affine lower bound), plus the share of the first-layer
@@ -45,6 +46,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from verifiers.base import Verifier, confirmed_margin, register_verifier
+from verifiers.bounds.interval import make_output_bound_fn
 from verifiers.bounds.linear import LinearBounder, make_linear_slope_bound_fn
 from verifiers.bounds.result import BoundFn, BoundResult, widest_split_score
 from verifiers.directional import DirectionalSlope
@@ -141,6 +143,36 @@ def make_crown_output_bound_fn(bounder: LinearBounder, spec: OutputBound, split:
     return bound
 
 
+def make_staged_output_bound_fn(net: ReluNetwork, bounder: LinearBounder, spec: OutputBound,
+                                split: str = "coef") -> BoundFn:  # fmt: skip
+    """Interval bounds first, CROWN (:func:`make_crown_output_bound_fn`) only on the boxes they leave
+    unproven; where both ran, the larger of the two sound lower bounds.
+
+    Why: the interval program compiles in about a quarter of CROWN's time (0.23 s against 0.9 s for a
+    17-64-64-1 network), and certified training pushes exactly the interval bound of the output
+    (:mod:`verifiers.bounds.differentiable`), so a certified network's output spec is usually proven
+    at the root without compiling CROWN's output program at all."""
+    ibp = make_output_bound_fn(net, spec.lower, spec.upper, spec.region)
+    crown = make_crown_output_bound_fn(bounder, spec, split)
+    size = bounder.batch_size
+
+    def bound(lower: np.ndarray, upper: np.ndarray) -> BoundResult:
+        n = len(lower)
+        pad = max(size - n, 0)  # the interval program's shape is the search's batch (one compilation)
+        first = ibp(*(np.concatenate([b, np.repeat(b[:1], pad, 0)]) for b in (lower, upper)))
+        obj = first.lower[:n]
+        todo = ~(obj >= 0)
+        if not todo.any():
+            return BoundResult(lower=obj, split_score=first.split_score[:n])
+        second = crown(lower[todo], upper[todo])
+        obj, score, cand = obj.copy(), first.split_score[:n].copy(), (lower + upper) / 2
+        obj[todo] = np.fmax(obj[todo], second.lower)
+        score[todo], cand[todo] = second.split_score, second.candidates
+        return BoundResult(lower=obj, split_score=score, candidates=cand)
+
+    return bound
+
+
 @register_verifier
 class CrownVerifier(Verifier):
     """Linear-bound branch and bound, optionally finished by MILP (see the module docstring)."""
@@ -210,16 +242,22 @@ class CrownVerifier(Verifier):
             return make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"],
                                                     shift=search_shift(spec, o))  # fmt: skip
         if isinstance(spec, OutputBound):
-            return make_crown_output_bound_fn(bounder, spec, o["split"])
+            return make_staged_output_bound_fn(bounder.net, bounder, spec, o["split"])
         if isinstance(spec, DirectionalSlope):
             return make_linear_slope_bound_fn(bounder, spec.slope_bounds(), spec.region, o["split"], o["iters"],
                                               o["lr"], o["crown_v"])  # fmt: skip
         raise AssertionError(spec.kind)  # pragma: no cover - guarded by supported_specs
 
     def _warm_up(self, net: ReluNetwork, spec: Spec) -> None:
-        """One bound over the spec's region: the search's first call, compiled for these shapes."""
-        bounder = LinearBounder(net, batch_size=self.options["batch_size"])
-        self._bound_fn(bounder, spec)(spec.region.lower[None], spec.region.upper[None])
+        """One bound over the spec's region: the search's first call, compiled for these shapes. An
+        output spec compiles its interval stage only (:func:`make_staged_output_bound_fn`): CROWN's
+        output program compiles in the round that needs it, if any does."""
+        lower, upper = spec.region.lower[None], spec.region.upper[None]
+        if isinstance(spec, OutputBound):
+            size = self.options["batch_size"]
+            make_output_bound_fn(net, spec.lower, spec.upper, spec.region)(lower.repeat(size, 0), upper.repeat(size, 0))
+            return
+        self._bound_fn(LinearBounder(net, batch_size=self.options["batch_size"]), spec)(lower, upper)
 
     def _verify(self, net: ReluNetwork, spec: Spec, time_budget_s: float) -> Verdict:
         o = self.options
@@ -312,4 +350,4 @@ def _finish_with_milp(net, spec, res, verdict: Verdict, bounder: LinearBounder, 
     return verdict
 
 
-__all__ = ["CrownVerifier", "make_crown_monotonicity_bound_fn", "make_crown_output_bound_fn"]
+__all__ = ["CrownVerifier", "make_crown_monotonicity_bound_fn", "make_crown_output_bound_fn", "make_staged_output_bound_fn"]

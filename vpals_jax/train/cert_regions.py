@@ -1,4 +1,5 @@
-"""What the certified loop's bound hinge is given, built from specs and verdicts (pure functions).
+"""What the loops' hinges are given, built from specs and verdicts (pure functions): the slope rows
+of every loop's pairs and regions, and the certified loop's output regions and witness boxes.
 
 Kept apart from :mod:`vpals_jax.train.loop`, which owns the state (which regions are active, the
 ring buffer of boxes); these only translate specs and witnesses into the arrays of
@@ -7,11 +8,44 @@ ring buffer of boxes); these only translate specs and witnesses into the arrays 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax.numpy as jnp
 import numpy as np
 
-from verifiers import Box, Counterexample, OutputBound, Spec
+from verifiers import Box, Counterexample, Monotonicity, OutputBound, Spec
 from vpals_jax.train.steps import OutputRegionSet, RegionSet
+
+
+@dataclass(frozen=True)
+class SlopeRow:
+    """One side of one slope spec: ``sign * c . grad f + shift >= 0`` with ``|c|_1 = 1``."""
+
+    spec: int
+    axis: np.ndarray  # c, L1 norm 1 (zeros: the inert row of a spec with no slope bounds)
+    sign: float
+    pair_shift: float  # what pairs may fall below a zero slope (0 for monotonicity: they ask for margin)
+    bound_shift: float  # what the bound may (the spec's slope allowance)
+
+    @property
+    def inert(self) -> bool:
+        return self.sign == 0.0
+
+
+def slope_rows(specs: list[Spec], n: int) -> list[SlopeRow]:
+    """The rows of ``specs`` in order: one per bound of a slope spec, one inert row for any other
+    (so a monotonicity-only set has one row per spec, as the saved checkpoints expect)."""
+    rows = []
+    for i, spec in enumerate(specs):
+        sb = spec.slope_bounds()
+        if sb is None:
+            rows.append(SlopeRow(i, np.zeros(n), 0.0, 0.0, 0.0))
+            continue
+        norm = float(np.abs(sb.direction).sum())
+        for sign, shift in sb.sides():
+            pair = 0.0 if isinstance(spec, Monotonicity) else shift / norm
+            rows.append(SlopeRow(i, np.asarray(sb.direction, np.float64) / norm, sign, pair, shift / norm))
+    return rows
 
 
 def output_regions(specs: list[Spec]) -> OutputRegionSet | None:

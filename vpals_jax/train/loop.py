@@ -45,10 +45,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from verifiers import Counterexample, Monotonicity, ReluNetwork, Spec, Status, Verdict, get_verifier
+from verifiers import Counterexample, ReluNetwork, Spec, Status, Verdict, get_verifier
 from vpals_jax.certificate import network_fingerprint
 from vpals_jax.config import TrainConfig, VerifierConfig
-from vpals_jax.train.cert_regions import inert_regions, output_regions, witness_box
+from vpals_jax.train.cert_regions import SlopeRow, inert_regions, output_regions, slope_rows, witness_box
 from vpals_jax.train.rounds import Round, escalated
 from vpals_jax.train.steps import Certify, PairPool, RegionSet, UnresolvedBoxes
 
@@ -58,37 +58,6 @@ LOOPS = ("normal", "vanilla", "spec_data", "early_rejection", "certified")
 CORRECTING = ("spec_data", "early_rejection", "certified")  # loops that learn from regions and jitter
 REJECTING = ("early_rejection", "certified")  # rounds stop at the first unproven spec (module docstring)
 UNRESOLVED_CAPACITY = 64
-
-
-@dataclass(frozen=True)
-class SlopeRow:
-    """One side of one slope spec: ``sign * c . grad f + shift >= 0`` with ``|c|_1 = 1``."""
-
-    spec: int
-    axis: np.ndarray  # c, L1 norm 1 (zeros: the inert row of a spec with no slope bounds)
-    sign: float
-    pair_shift: float  # what pairs may fall below a zero slope (0 for monotonicity: they ask for margin)
-    bound_shift: float  # what the bound may (the spec's slope allowance)
-
-    @property
-    def inert(self) -> bool:
-        return self.sign == 0.0
-
-
-def slope_rows(specs: list[Spec], n: int) -> list[SlopeRow]:
-    """The rows of ``specs`` in order: one per bound of a slope spec, one inert row for any other
-    (so a monotonicity-only set has one row per spec, as the saved checkpoints expect)."""
-    rows = []
-    for i, spec in enumerate(specs):
-        sb = spec.slope_bounds()
-        if sb is None:
-            rows.append(SlopeRow(i, np.zeros(n), 0.0, 0.0, 0.0))
-            continue
-        norm = float(np.abs(sb.direction).sum())
-        for sign, shift in sb.sides():
-            pair = 0.0 if isinstance(spec, Monotonicity) else shift / norm
-            rows.append(SlopeRow(i, np.asarray(sb.direction, np.float64) / norm, sign, pair, shift / norm))
-    return rows
 
 
 @dataclass
@@ -154,6 +123,12 @@ class Corrector:
 
         self._warming = threading.Thread(target=run, name="verifier-warm-up", daemon=True)
         self._warming.start()
+
+    def close(self) -> None:
+        """Wait for the warm-up: left running at the interpreter's exit (a run that ends before its
+        first round), the compiling thread aborts the process."""
+        if self._warming is not None:
+            self._warming.join()
 
     def round_budget(self, final: bool = False) -> float:
         """Seconds per spec for the next round: ``train.round_budget_s`` doubled after each round in a

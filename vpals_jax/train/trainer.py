@@ -237,6 +237,8 @@ def _finish(cfg: Config, run_dir: Path, data: Dataset, norm: MinMaxNormalizer, r
             train_time: float, wall: float, trained_at: float | None = None) -> dict[str, Any]:  # fmt: skip
     records = metrics.read()
     metrics.close()
+    if corrector:
+        corrector.close()
     title = f"{data.name}: {data.target_name} ({cfg.train.loop})"
     plot_training_curve(records, run_dir / "training_curve.png", title=title)
     if corrector:
