@@ -20,3 +20,10 @@ def test_a_volume_short_of_one_is_not_printed_as_one():
     assert table.loc["certified", "verified_volume"] == 0.9999
     assert table.loc["certified", "time_ratio"] == 2.0
     assert table.loc["normal", "time_ratio"] == 1.0  # its closing check is not training
+
+
+def test_the_runner_picks_an_app_as_its_experiment_does():
+    from experiments.certified import app_override
+
+    assert app_override("certified", "nginx") == "data.app=nginx"  # the synthetic generator
+    assert app_override("certified_real", "redis") == "+experiment/certified_real/app=redis"  # table + spec set
