@@ -170,6 +170,10 @@ class TrainConfig:
     # like round_budget_s, up to the backend's max_boxes (the last epoch's round gets that): a
     # round then decides the same way on any machine; 0: the backend's max_boxes
     round_budget_boxes: int = 0
+    # > 0 (certified, with round_budget_boxes): after a round's first unproven spec, the specs it has
+    # not reached still get this fraction of its box budget, so that training sees where each of
+    # them fails at once; 0: the round stops there (early rejection)
+    round_survey: float = 0.0
     min_epochs: int = 0  # correcting loops stop at the first all-VERIFIED round at or after this epoch
     loop_epochs: int = 0  # epoch budget of the correcting loops (0: epochs); normal always trains epochs
     lam: float = 0.1  # weight of the spec-aware hinge loss (slope form, see steps.spec_hinge)
@@ -208,6 +212,9 @@ class TrainConfig:
             raise ValueError(f"train.eps must be in (0, 1), got {self.eps}")
         if not 0 <= self.round_budget_s < float("inf"):
             raise ValueError(f"train.round_budget_s must be a number of seconds >= 0, got {self.round_budget_s}")
+        if not 0 <= self.round_survey <= 1 or (self.round_survey and not self.round_budget_boxes):
+            raise ValueError(f"train.round_survey must be in [0, 1] and needs train.round_budget_boxes > 0; got "
+                             f"{self.round_survey:g} with {self.round_budget_boxes} boxes")
         if self.cert_lam_max < 0 or 0 < self.cert_lam_max < self.cert_lam:
             raise ValueError(f"train.cert_lam_max must be 0 (no growth) or >= train.cert_lam ({self.cert_lam:g}); "
                              f"got {self.cert_lam_max:g}")

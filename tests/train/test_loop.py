@@ -237,6 +237,32 @@ def test_a_round_budget_in_boxes_doubles_binds_the_search_and_leaves_the_backend
         Corrector(TrainConfig(loop="certified", round_budget_boxes=64), VerifierConfig(name="milp"), [spec], 2)
 
 
+def test_a_failed_round_surveys_the_specs_it_did_not_reach_with_a_fraction_of_its_boxes():
+    """round_survey: training then sees where every unproven spec fails, not only the first."""
+    from verifiers import Box, Monotonicity, Status
+    from vpals_jax.config import OptimConfig, TrainConfig, VerifierConfig
+    from vpals_jax.convert import to_relu_network
+    from vpals_jax.models import MLP
+    from vpals_jax.train.loop import Corrector
+    from vpals_jax.train.steps import create_state
+
+    box = Box([0.0, 0.0], [1.0, 1.0])
+    specs = [Monotonicity(feature=f, direction=d, region=box) for f, d in ((0, "increasing"), (1, "increasing"),
+                                                                          (1, "decreasing"))]  # fmt: skip
+    verifier = VerifierConfig(name="crown", time_budget_s=30.0, options={"max_boxes": 1000})
+    net = to_relu_network(create_state(MLP(depth=2, width=32), OptimConfig(), 2, 2).params)  # spec 0: UNKNOWN at 64
+    stops = Corrector(TrainConfig(loop="certified", round_budget_boxes=64), verifier, specs, 2)
+    assert list(stops.verify(net, 10, 0.0).verdicts) == [0]  # early rejection
+    surveys = Corrector(TrainConfig(loop="certified", round_budget_boxes=64, round_survey=0.25), verifier, specs, 2)
+    verdicts = surveys.verify(net, 10, 0.0).verdicts
+    assert list(verdicts) == [0, 1, 2] and verdicts[0].status == Status.UNKNOWN
+    assert [v.settings["max_boxes"] for v in verdicts.values()] == [64, 16, 16]
+    assert surveys.verifier.options["max_boxes"] == 1000
+    assert list(surveys.verify(net, 20, 0.0, final=True).verdicts) == [0]  # the final round: no box budget
+    with pytest.raises(ValueError, match="train.round_survey must be in .0, 1. and needs train.round_budget_boxes"):
+        TrainConfig(loop="certified", round_survey=0.25)
+
+
 def test_no_round_before_verify_from():
     from verifiers import Box, Monotonicity
     from vpals_jax.config import TrainConfig, VerifierConfig

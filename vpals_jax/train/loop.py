@@ -13,7 +13,9 @@ Variants (``train.loop``):
   interval lower bound of every spec over boxes that grow to its whole region above a margin
   (``steps.certified_hinge``), so that the verifier can prove the specs over the whole domain;
   its rounds stop at the first unproven spec, as ``early_rejection``'s do (only a round that
-  proves everything can end the run, and the bound hinge already covers every region).
+  proves everything can end the run, and the bound hinge already covers every region), or, with
+  ``round_survey``, give the specs they did not reach a fraction of the box budget, whose
+  unresolved boxes then train too.
 
 Counterexamples become pairs ``(x, x + eps c)`` for the spec-aware hinge loss
 (``steps.spec_hinge``). Only re-checked witnesses (the verifiers' own guarantee) enter the pool.
@@ -163,7 +165,10 @@ class Corrector:
             for i in order:
                 verdicts[i] = self.verifier.verify(net, self.specs[i], time_budget_s=budget)
                 if self.train.loop in REJECTING and verdicts[i].status != Status.VERIFIED:
-                    break
+                    if not (self.train.loop == "certified" and self.train.round_survey and boxes is not None):
+                        break
+                    # the rest surveyed: where each unproven spec fails trains at once (round_survey)
+                    self.verifier.options["max_boxes"] = max(1, int(boxes * self.train.round_survey))
         finally:
             if boxes is not None:
                 self.verifier.options["max_boxes"] = own
