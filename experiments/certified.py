@@ -14,9 +14,10 @@ another's compiled code, but their jobs share one process, whose first job also 
 (0.3-0.7 s on real redis, where a run takes 2 s), which flatters that seed's ratio.
 
 The synthetic apps' spec set is the whole training domain (``conf/spec/psi_monotone_tol.yaml``:
-every PSI feature, the quota and the memory limit, tolerance 0.01 ms, and latency never negative). Every run is then served on its own test rows by
-:class:`vpals_jax.runtime.predictor.SafePredictor`, which answers ``verified`` only inside a region
-whose whole spec set a certificate proves for exactly the served function.
+every PSI feature, the quota and the memory limit, tolerance 0.01 ms, and latency never negative).
+Every run is then served on its own test rows by :class:`vpals_jax.runtime.predictor.SafePredictor`,
+which answers ``verified`` only inside a region whose whole spec set a certificate proves for
+exactly the served function.
 
 Writes ``results.csv`` (one row per run) and ``table.md`` (mean per app and loop, with the
 accuracy and RMSE relative to normal training and the time relative to normal training of the

@@ -221,7 +221,7 @@ def test_staged_output_bound_is_the_larger_sound_bound(n, hidden):
         y_lo = make_output_bound_fn(net, 0.0, None, region)(pad(lo), pad(hi)).lower[: len(lo)]
         spec = OutputBound(lower=float(np.median(y_lo)), upper=None, region=region)  # half the rows pass IBP
         bounder = LinearBounder(net, batch_size=BATCH)
-        staged = make_staged_output_bound_fn(net, bounder, spec)(lo, hi).lower
+        staged = make_staged_output_bound_fn(bounder, spec)(lo, hi).lower
         ibp = make_output_bound_fn(net, spec.lower, None, region)(pad(lo), pad(hi)).lower[: len(lo)]
         crown = make_crown_output_bound_fn(bounder, spec)(lo, hi).lower
         assert np.all(staged >= ibp) and np.all(staged[ibp >= 0] == ibp[ibp >= 0])

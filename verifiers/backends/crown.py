@@ -143,8 +143,7 @@ def make_crown_output_bound_fn(bounder: LinearBounder, spec: OutputBound, split:
     return bound
 
 
-def make_staged_output_bound_fn(net: ReluNetwork, bounder: LinearBounder, spec: OutputBound,
-                                split: str = "coef") -> BoundFn:  # fmt: skip
+def make_staged_output_bound_fn(bounder: LinearBounder, spec: OutputBound, split: str = "coef") -> BoundFn:
     """Interval bounds first, CROWN (:func:`make_crown_output_bound_fn`) only on the boxes they leave
     unproven; where both ran, the larger of the two sound lower bounds.
 
@@ -152,7 +151,7 @@ def make_staged_output_bound_fn(net: ReluNetwork, bounder: LinearBounder, spec: 
     17-64-64-1 network), and certified training pushes exactly the interval bound of the output
     (:mod:`verifiers.bounds.differentiable`), so a certified network's output spec is usually proven
     at the root without compiling CROWN's output program at all."""
-    ibp = make_output_bound_fn(net, spec.lower, spec.upper, spec.region)
+    ibp = make_output_bound_fn(bounder.net, spec.lower, spec.upper, spec.region)
     crown = make_crown_output_bound_fn(bounder, spec, split)
     size = bounder.batch_size
 
@@ -242,7 +241,7 @@ class CrownVerifier(Verifier):
             return make_crown_monotonicity_bound_fn(bounder, spec, o["split"], o["iters"], o["lr"], o["crown_v"],
                                                     shift=search_shift(spec, o))  # fmt: skip
         if isinstance(spec, OutputBound):
-            return make_staged_output_bound_fn(bounder.net, bounder, spec, o["split"])
+            return make_staged_output_bound_fn(bounder, spec, o["split"])
         if isinstance(spec, DirectionalSlope):
             return make_linear_slope_bound_fn(bounder, spec.slope_bounds(), spec.region, o["split"], o["iters"],
                                               o["lr"], o["crown_v"])  # fmt: skip
