@@ -11,9 +11,10 @@ on their *test* rows. Here every choice is made on validation copies of the trai
 and weight decay is trained on ``--folds`` seeded 80/20 splits of the training file; the
 candidate and the epoch with the lowest mean validation MSE (Brier score on Heart) win. The chosen
 setting is then trained on the whole training file for that many epochs with ``--seeds`` seeds
-and scored once on the test file. The free MLP's variants with a verifier in the loop
-(``--loops``) reuse the MLP's choice. Writes ``selected.json`` and, under ``final/``, one run per
-(data set, variant, seed) with ``table.md`` from ``experiments.monotone_baselines``.
+and scored once on the test file. The certified MLP is selected like the others, on validation
+runs of certified training; ``--loops`` variants reuse the plain MLP's choice instead. Writes
+``selected.json`` and, under ``final/``, one run per (data set, variant, seed) with ``table.md``
+from ``experiments.monotone_baselines``.
 
 ``--split random`` is LMN's / SMNN's Auto-MPG protocol instead of COMET's files: seed ``s`` is a
 random 80/20 split of the two files put together (``data.split=random data.seed=s``), the
@@ -76,7 +77,11 @@ def validation_curve(run_dir: Path) -> np.ndarray:
 def select(dataset: str, model: str, out: Path, folds: int, fraction: float, split_seed: int | None = None
            ) -> dict[str, Any]:  # fmt: skip
     """The grid candidate and epoch with the lowest mean validation MSE over ``folds`` splits of the
-    training file, or (``split_seed``) of the training rows of that random split."""
+    training file, or (``split_seed``) of the training rows of that random split.
+
+    ``model`` may be ``mlp_certified``: its candidates train with certified training and no round
+    (a round only decides when training stops), and only epochs at which a round can be due count
+    (the boxes span the whole region), so the final run keeps the schedule that was selected."""
     from vpals_jax.data.validation import write_random_split_validation_copy, write_validation_copy
     from vpals_jax.train.trainer import run_training
 
@@ -90,6 +95,10 @@ def select(dataset: str, model: str, out: Path, folds: int, fraction: float, spl
     best: dict[str, Any] | None = None
     grid = {**GRID, **EXTRA_GRID.get((dataset, model), {})}
     keys = list(grid)
+    first, no_rounds = 1, []
+    if model == "mlp_certified":
+        tc = compose(cell(dataset, model)).train
+        first, no_rounds = tc.cert_warmup + max(tc.cert_ramp, 1), [f"train.verify_from={MAX_EPOCHS[dataset] + 1}"]
     for values in itertools.product(*grid.values()):
         cand = dict(zip(keys, values))
         tag = "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in cand.items())
@@ -98,11 +107,11 @@ def select(dataset: str, model: str, out: Path, folds: int, fraction: float, spl
             run_dir = out / "select" / dataset / model / tag / str(k)
             if not (run_dir / "summary.json").exists():
                 run_training(compose([*cell(dataset, model), f"data.path={fold}", f"train.seed={k}",
-                                      f"train.epochs={MAX_EPOCHS[dataset]}", "train.verify_at_end=false",
+                                      f"train.epochs={MAX_EPOCHS[dataset]}", "train.verify_at_end=false", *no_rounds,
                                       *(f"{a}={b}" for a, b in cand.items()), f"run_dir={run_dir}"]))  # fmt: skip
             curves.append(validation_curve(run_dir))
         mean = np.mean(curves, axis=0)
-        epoch = int(np.argmin(mean)) + 1
+        epoch = first + int(np.argmin(mean[first - 1 :]))
         log.info("%s %s %s: validation MSE %.4f at epoch %d", dataset, model, tag, mean[epoch - 1], epoch)
         if best is None or mean[epoch - 1] < best["val_mse"]:
             best = {"overrides": cand, "epochs": epoch, "val_mse": float(mean[epoch - 1])}
@@ -145,9 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.monotone_baselines_select", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output directory (rerunning skips finished runs)")
     p.add_argument("--datasets", nargs="+", default=["auto_mpg", "heart"], choices=sorted(MAX_EPOCHS))
-    p.add_argument("--models", nargs="+", default=["mlp", "cmnn", "lmn"], choices=["mlp", "cmnn", "lmn"])
-    p.add_argument("--loops", nargs="*", default=["mlp_certified"], choices=["mlp_certified", "mlp_spec_data"],
-                   help="free-MLP variants with the verifier in the loop, trained with the MLP's choice")
+    p.add_argument("--models", nargs="+", default=["mlp", "cmnn", "lmn", "mlp_certified"],
+                   choices=["mlp", "cmnn", "lmn", "mlp_certified"], help="each selected on its own validation runs")
+    p.add_argument("--loops", nargs="*", default=[], choices=["mlp_certified", "mlp_spec_data"],
+                   help="free-MLP variants with the verifier in the loop trained with the MLP's choice instead "
+                        "(session 9's tables and earlier: mlp_certified)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--val-fraction", type=float, default=0.2)
@@ -159,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="verification rounds the correcting loops get, the chosen epochs apart (1: one, on the "
                         "chosen epoch's weights, like the baselines)")
     args = p.parse_args(argv)
+    if set(args.models) & set(args.loops) or (args.loops and "mlp" not in args.models):
+        p.error(f"--loops {' '.join(args.loops)}: each needs mlp in --models and must not be in --models itself")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("vpals_jax", "verifiers", "jax", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -182,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from experiments.monotone_baselines import report
 
     for dataset in args.datasets:
-        for variant in [*args.models, *(args.loops if "mlp" in args.models else [])]:
-            model = variant.split("_")[0]
+        for variant in [*args.models, *args.loops]:
+            model = "mlp" if variant in args.loops else variant
             choices = {s: selected[f"{dataset}/split{s}/{model}" if random_split else f"{dataset}/{model}"]
                        for s in args.seeds}  # fmt: skip
             final_runs(dataset, variant, choices, args.seeds, out, random_split, args.rounds)

@@ -73,6 +73,29 @@ def test_selection_picks_the_epoch_on_validation_rows(tmp_path, monkeypatch):
     assert summary["verdicts"] == []  # selection runs are not verified
 
 
+def test_certified_selection_trains_certified_without_rounds_and_counts_only_full_box_epochs(tmp_path, monkeypatch):
+    import experiments.monotone_baselines_select as sel
+    from vpals_jax.train.metrics import MetricsLog
+
+    monkeypatch.setattr(sel, "GRID", {"model.width": [8], "optim.lr": [1e-2], "optim.weight_decay": [0.0]})
+    monkeypatch.setattr(sel, "MAX_EPOCHS", {"heart": 14})
+    choice = sel.select("heart", "mlp_certified", tmp_path, folds=1, fraction=0.2)
+    run_dir = tmp_path / "select" / "heart" / "mlp_certified" / "width8_lr0.01_weight_decay0" / "0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["loop"] == "certified" and summary["rounds"] == 0  # certified training, no round
+    assert not [r for r in MetricsLog(run_dir / "metrics.jsonl").read() if r.get("event") == "verification"]
+    curve = sel.validation_curve(run_dir)
+    assert len(curve) == 14 and choice["epochs"] == 12 + int(np.argmin(curve[11:]))  # the boxes span the region from 12
+
+
+def test_loops_must_not_also_be_selected():
+    import experiments.monotone_baselines_select as sel
+
+    with pytest.raises(SystemExit) as e:
+        sel.main(["--out", "unused", "--models", "mlp", "mlp_certified", "--loops", "mlp_certified"])
+    assert e.value.code == 2
+
+
 def _agg_row(dataset: str, variant: str, verified: int, metric: float, train: float, wall: float) -> dict:
     return {"dataset": dataset, "variant": variant, "runs": 3, "verified": verified, "test_accuracy": metric,
             "test_mse": metric, "train_time_s": train, "wall_time_s": wall}  # fmt: skip
