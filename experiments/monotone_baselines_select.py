@@ -74,10 +74,11 @@ def validation_curve(run_dir: Path) -> np.ndarray:
     return np.array([r["test"]["rmse"] ** 2 for r in MetricsLog(run_dir / "metrics.jsonl").read() if "test" in r])
 
 
-def select(dataset: str, model: str, out: Path, folds: int, fraction: float, split_seed: int | None = None
-           ) -> dict[str, Any]:  # fmt: skip
+def select(dataset: str, model: str, out: Path, folds: int, fraction: float, split_seed: int | None = None,
+           grid: dict[str, list[Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     """The grid candidate and epoch with the lowest mean validation MSE over ``folds`` splits of the
-    training file, or (``split_seed``) of the training rows of that random split.
+    training file, or (``split_seed``) of the training rows of that random split, over ``grid``
+    (default :data:`GRID`) and the model's :data:`EXTRA_GRID`.
 
     ``model`` may be ``mlp_certified``: its candidates train with certified training and no round
     (a round only decides when training stops), and only epochs at which a round can be due count
@@ -93,7 +94,7 @@ def select(dataset: str, model: str, out: Path, folds: int, fraction: float, spl
         fold_dirs = [write_random_split_validation_copy(dataset, out / "folds" / dataset / str(k), split_seed,
                                                         fraction=fraction, seed=k) for k in range(folds)]  # fmt: skip
     best: dict[str, Any] | None = None
-    grid = {**GRID, **EXTRA_GRID.get((dataset, model), {})}
+    grid = {**(grid or GRID), **EXTRA_GRID.get((dataset, model), {})}
     keys = list(grid)
     first, no_rounds = 1, []
     if model == "mlp_certified":
@@ -162,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--widths", nargs="+", type=int, default=GRID["model.width"], help="the grid's widths")
+    p.add_argument("--lrs", nargs="+", type=float, default=GRID["optim.lr"], help="the grid's learning rates")
+    p.add_argument("--weight-decays", nargs="+", type=float, default=GRID["optim.weight_decay"],
+                   help="the grid's weight decays (AdamW when > 0)")
     p.add_argument("--select-only", action="store_true")
     p.add_argument("--split", choices=["given", "random"], default="given",
                    help="given: COMET's train/test files; random: seed s is random 80/20 split s of both files, "
@@ -180,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sel_path = out / "selected.json"
     selected: dict[str, Any] = json.loads(sel_path.read_text()) if sel_path.exists() else {}
     random_split = args.split == "random"
+    grid = {"model.width": args.widths, "optim.lr": args.lrs, "optim.weight_decay": args.weight_decays}
     # one selection per data set and model, or (random splits) per data set, model and split
     splits: list[int | None] = list(args.seeds) if random_split else [None]
     for dataset in args.datasets:
@@ -187,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for split in splits:
                 key = f"{dataset}/{model}" if split is None else f"{dataset}/split{split}/{model}"
                 if key not in selected:
-                    selected[key] = select(dataset, model, out, args.folds, args.val_fraction, split)
+                    selected[key] = select(dataset, model, out, args.folds, args.val_fraction, split, grid)
                     sel_path.write_text(json.dumps(selected, indent=1))
                 log.info("selected %s: %s", key, selected[key])
     if args.select_only:
