@@ -112,7 +112,7 @@ def n_params(job_dir: Path) -> int:
     return count(params)
 
 
-def _epoch_records(job_dir: Path) -> list[dict[str, Any]]:
+def epoch_records(job_dir: Path) -> list[dict[str, Any]]:
     """The run's epoch records (not its verification rounds)."""
     from vpals_jax.train.metrics import MetricsLog
 
@@ -122,7 +122,7 @@ def _epoch_records(job_dir: Path) -> list[dict[str, Any]]:
 def best_epoch(job_dir: Path) -> tuple[float, float]:
     """(lowest test MSE, highest test accuracy within tolerance) over the epochs in ``metrics.jsonl``:
     the published baselines' way of scoring (they chose the epoch on the test rows)."""
-    tests = [r["test"] for r in _epoch_records(job_dir)]
+    tests = [r["test"] for r in epoch_records(job_dir)]
     if not tests:
         return float("nan"), float("nan")
     return min(t["rmse"] ** 2 for t in tests), max(t["accuracy"] for t in tests)
@@ -131,7 +131,7 @@ def best_epoch(job_dir: Path) -> tuple[float, float]:
 def epochs_trained(job_dir: Path) -> float:
     """The last epoch trained: the correcting loops may stop before ``train.epochs`` (proved, or out
     of wall-clock time) or train past it (certified, until a round proves every spec)."""
-    return float(max((r["epoch"] for r in _epoch_records(job_dir)), default=float("nan")))
+    return float(max((r["epoch"] for r in epoch_records(job_dir)), default=float("nan")))
 
 
 def job_row(job_dir: Path) -> dict[str, Any] | None:
