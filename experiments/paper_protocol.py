@@ -80,7 +80,7 @@ def protocol(dataset: str, model: str, seeds: Sequence[int], keep: int, out: Pat
     for values in itertools.product(*grid.values()):
         cand = dict(zip(grid, values))
         rows.append({"candidate": cand, **score(train_candidate(dataset, model, cand, seeds, out), lower, keep)})
-        log.info("%s %s %s: %s", dataset, model, cand, {k: round(v, 4) for k, v in rows[-1].items() if k != "candidate"})
+        log.info("%s %s %s: %s", dataset, model, cand, {k: round(float(v), 4) for k, v in rows[-1].items() if k != "candidate"})
     pick = min(rows, key=lambda r: r["best_k"]) if lower else max(rows, key=lambda r: r["best_k"])
     return {"dataset": dataset, "model": model, **pick}
 

@@ -118,10 +118,25 @@ def test_the_claim_is_judged_on_every_data_set():
         _agg_row("auto_mpg", "cmnn", 3, 9.0, 1.0, 2.0),
     ])  # fmt: skip
     lines = {line.split(" | ")[0].strip("| "): line for line in goals(agg).splitlines()[2:]}
-    assert lines["synthetic/nginx"].endswith("| mlp+certified | 0.92 | cmnn | 0.61 | 3.00 | 4.00 | yes |")
+    assert lines["synthetic/nginx"].endswith("| mlp+certified | 0.92 | cmnn | 0.61 | +0.31 | 3.00 | 4.00 | yes |")
     assert "| none verified in every run; mlp+certified 2/3 |" in lines["real/redis"]
     assert lines["real/redis"].endswith("| no |")
-    assert "<= 7.6" in lines["auto_mpg"] and lines["auto_mpg"].endswith("| 2.00 | 2.00 | no |")
+    assert "<= 7.6" in lines["auto_mpg"] and lines["auto_mpg"].endswith("| -1 | 2.00 | 2.00 | no |")
+
+
+def test_the_claims_difference_carries_a_welch_interval_over_seeds():
+    import pandas as pd
+    from scipy import stats
+
+    from experiments.monotone_baselines import difference
+
+    f = pd.Series({"runs": 5, "test_accuracy": 0.82, "test_accuracy_std": 0.02})
+    b = pd.Series({"runs": 10, "test_accuracy": 0.80, "test_accuracy_std": 0.03})
+    v = 0.02**2 / 5 + 0.03**2 / 10
+    dof = v**2 / ((0.02**2 / 5) ** 2 / 4 + (0.03**2 / 10) ** 2 / 9)
+    h = stats.t.ppf(0.975, dof) * v**0.5
+    assert difference(f, b, "test_accuracy") == f"{0.02:+.3g} [{0.02 - h:+.3g}, {0.02 + h:+.3g}]"
+    assert difference(f, b.drop("test_accuracy_std"), "test_accuracy") == "+0.02"  # no spread: no interval
 
 
 def test_epochs_trained_and_several_sweeps(tmp_path, capsys):
