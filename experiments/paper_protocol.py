@@ -72,10 +72,12 @@ def score(curves: list[np.ndarray], lower: bool, keep: int) -> dict[str, float]:
             "last_all": last.mean(), "last_all_std": last.std()}  # fmt: skip
 
 
-def protocol(dataset: str, model: str, seeds: Sequence[int], keep: int, out: Path) -> dict[str, Any]:
-    """The candidate the papers' protocol would pick for ``model`` on ``dataset``, with its scores."""
+def protocol(dataset: str, model: str, seeds: Sequence[int], keep: int, out: Path,
+             grid: dict[str, list[Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The candidate the papers' protocol would pick for ``model`` on ``dataset`` over ``grid`` (default:
+    the selection's), with its scores."""
     _, lower = METRIC[dataset]
-    grid = {**GRID, **EXTRA_GRID.get((dataset, model), {})}
+    grid = {**(grid or GRID), **EXTRA_GRID.get((dataset, model), {})}
     rows = []
     for values in itertools.product(*grid.values()):
         cand = dict(zip(grid, values))
@@ -94,7 +96,7 @@ def table(rows: list[dict[str, Any]], n: int, keep: int) -> str:
                   f"| model | chosen on test | best epoch, best {keep} of {n} | best epoch, all {n} | last epoch, all {n} |",
                   "|---|---|---|---|---|"]  # fmt: skip
         for r in group.itertuples():
-            cand = ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in r.candidate.items() if k != "optim.weight_decay")
+            cand = ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in r.candidate.items())
             lines.append(f"| {r.model} | {cand} | {r.best_k:.3f} ± {r.best_k_std:.3f} | {r.best_all:.3f} ± "
                          f"{r.best_all_std:.3f} | {r.last_all:.3f} ± {r.last_all_std:.3f} |")  # fmt: skip
         pub = [f"{m} {v:g}" + (f" ± {s:g}" if s is not None else "") + f" ({how})"
@@ -110,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["mlp", "cmnn", "lmn"], choices=["mlp", "cmnn", "lmn"])
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     p.add_argument("--keep", type=int, default=5, help="runs kept per candidate (CMNN: the best 5 of 10)")
+    p.add_argument("--widths", nargs="+", type=int, default=GRID["model.width"])
+    p.add_argument("--lrs", nargs="+", type=float, default=GRID["optim.lr"])
+    p.add_argument("--weight-decays", nargs="+", type=float, default=GRID["optim.weight_decay"])
     args = p.parse_args(argv)
     if not 1 <= args.keep <= len(args.seeds):
         p.error(f"--keep must be between 1 and the number of seeds ({len(args.seeds)}); got {args.keep}")
@@ -117,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("vpals_jax", "verifiers", "jax", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     out = Path(args.out)
-    rows = [protocol(d, m, args.seeds, args.keep, out) for d in args.datasets for m in args.models]
+    grid = {"model.width": args.widths, "optim.lr": args.lrs, "optim.weight_decay": args.weight_decays}
+    rows = [protocol(d, m, args.seeds, args.keep, out, grid) for d in args.datasets for m in args.models]
     text = table(rows, len(args.seeds), args.keep)
     (out / "table.md").write_text(text + "\n")
     print(text)
