@@ -99,7 +99,8 @@ def select(dataset: str, model: str, out: Path, folds: int, fraction: float, spl
     first, no_rounds = 1, []
     if model == "mlp_certified":
         tc = compose(cell(dataset, model)).train
-        first, no_rounds = tc.cert_warmup + max(tc.cert_ramp, 1), [f"train.verify_from={MAX_EPOCHS[dataset] + 1}"]
+        first = tc.cert_warmup + max(tc.cert_ramp, 1)
+        no_rounds = [f"train.verify_from={MAX_EPOCHS[dataset] + 1}", "train.loop_epochs=0"]  # train.epochs, no more
     for values in itertools.product(*grid.values()):
         cand = dict(zip(keys, values))
         tag = "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in cand.items())
