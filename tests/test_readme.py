@@ -47,6 +47,8 @@ QUICK = [
                               "train.loop_epochs=1 verifier.time_budget_s=2")),
     ("experiment=monotone_baselines", ("+experiment/monotone_baselines/dataset=auto_mpg train.seed=0 train.epochs=2 "
                                        "verifier.time_budget_s=5")),
+    ("experiments.monotone_baselines_select", "--folds 1 --widths 8 --lrs 1e-2 --seeds 0"),
+    ("experiments.paper_protocol", "--datasets heart --models cmnn --widths 8 --lrs 1e-2 --seeds 0 1 --keep 1"),
     ("experiments.conformal", "--apps nginx --real none --n-samples 2000 --epochs 2 --stream 500 --lead 200"),
     ("vpals_jax.train", "debug=fast train.epochs=1"),
     ("experiments.bench_verifiers", "--quick --time-limit 1"),
@@ -58,6 +60,7 @@ QUICK = [
 ]
 # substring -> marked slow (15 s to several minutes each, even with QUICK)
 SLOW = ("experiment=paper_", "experiment=certified", "experiment=monotone_baselines", "experiments.conformal",
+        "experiments.monotone_baselines_select", "experiments.paper_protocol",
         "experiments.certified", "experiments.bench_", "vpals-bench", "train.loop=certified",
         "experiment=linnos", "runs/linnos/", "hydra/launcher=joblib")  # fmt: skip
 
