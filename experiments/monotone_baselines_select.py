@@ -139,7 +139,8 @@ def final_runs(dataset: str, variant: str, choices: dict[int, dict[str, Any]], s
         # the baselines' one verification. With ``rounds`` > 1 a loop whose round left a spec unproven
         # trains on (on the boxes it left) for as many epochs again, up to ``rounds`` rounds.
         epochs = choice["epochs"]
-        loop = [f"train.verify_every={epochs}", f"train.loop_epochs={epochs * rounds}"] if variant.startswith("mlp_") else []
+        loop = [f"train.verify_every={epochs}", f"train.loop_epochs={epochs * rounds}", f"train.min_epochs={epochs}"
+                ] if variant.startswith("mlp_") else []  # fmt: skip
         if variant == "mlp_certified":  # the boxes must reach the whole region by the chosen epoch, or no round is due
             tc = compose(cell(dataset, variant)).train
             if tc.cert_warmup + tc.cert_ramp >= epochs:
