@@ -45,7 +45,7 @@ QUICK = [
     ("train.loop=certified", "debug=fast train.epochs=1 train.loop_epochs=2 verifier.time_budget_s=5"),
     ("experiment=certified", ("train.seed=0 train.loop=normal,certified debug=fast train.epochs=1 train.min_epochs=1 "
                               "train.loop_epochs=1 verifier.time_budget_s=2")),
-    ("experiment=monotone_baselines", ("+experiment/monotone_baselines/dataset=auto_mpg train.seed=0 train.epochs=2 "
+    ("experiment=monotone_baselines", ("+experiment/monotone_baselines/dataset=auto_mpg train.seed=0 train.epochs=2 train.loop_epochs=2 "
                                        "verifier.time_budget_s=5")),
     ("experiments.monotone_baselines_select", "--folds 1 --widths 8 --lrs 1e-2 --seeds 0"),
     ("experiments.paper_protocol", "--datasets heart --models cmnn --widths 8 --lrs 1e-2 --seeds 0 1 --keep 1"),
