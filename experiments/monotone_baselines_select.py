@@ -63,6 +63,30 @@ def compose(overrides: Sequence[str]) -> Any:
         return hydra_compose(config_name="train", overrides=["experiment=monotone_baselines", *overrides])
 
 
+def add_grid_args(p: argparse.ArgumentParser) -> None:
+    """The grid's command-line options (defaults: :data:`GRID`), shared with ``experiments.paper_protocol``."""
+    p.add_argument("--widths", nargs="+", type=int, default=GRID["model.width"], help="the grid's widths")
+    p.add_argument("--lrs", nargs="+", type=float, default=GRID["optim.lr"], help="the grid's learning rates")
+    p.add_argument("--weight-decays", nargs="+", type=float, default=GRID["optim.weight_decay"],
+                   help="the grid's weight decays (AdamW when > 0)")
+
+
+def grid_from_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, list[Any]]:
+    """The grid of :func:`add_grid_args`'s options; a value no candidate can train with exits with 2."""
+    bad = [f"--widths {w}" for w in args.widths if w < 1] + [f"--lrs {v:g}" for v in args.lrs if not v > 0]
+    bad += [f"--weight-decays {v:g}" for v in args.weight_decays if not v >= 0]
+    if bad:
+        p.error(f"{', '.join(bad)}: widths must be >= 1, learning rates > 0 and weight decays >= 0")
+    return {"model.width": args.widths, "optim.lr": args.lrs, "optim.weight_decay": args.weight_decays}
+
+
+def candidates(dataset: str, model: str, grid: dict[str, list[Any]] | None = None) -> list[tuple[dict[str, Any], str]]:
+    """Every candidate of ``grid`` (default :data:`GRID`) and the model's :data:`EXTRA_GRID`, with its run tag."""
+    full = {**(grid or GRID), **EXTRA_GRID.get((dataset, model), {})}
+    cands = [dict(zip(full, values)) for values in itertools.product(*full.values())]
+    return [(c, "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in c.items())) for c in cands]
+
+
 def cell(dataset: str, variant: str) -> list[str]:
     return [f"+experiment/monotone_baselines/dataset={dataset}", f"+experiment/monotone_baselines/variant={variant}"]
 
@@ -94,16 +118,12 @@ def select(dataset: str, model: str, out: Path, folds: int, fraction: float, spl
         fold_dirs = [write_random_split_validation_copy(dataset, out / "folds" / dataset / str(k), split_seed,
                                                         fraction=fraction, seed=k) for k in range(folds)]  # fmt: skip
     best: dict[str, Any] | None = None
-    grid = {**(grid or GRID), **EXTRA_GRID.get((dataset, model), {})}
-    keys = list(grid)
     first, no_rounds = 1, []
     if model == "mlp_certified":
         tc = compose(cell(dataset, model)).train
         first = tc.cert_warmup + max(tc.cert_ramp, 1)
         no_rounds = [f"train.verify_from={MAX_EPOCHS[dataset] + 1}", "train.loop_epochs=0"]  # train.epochs, no more
-    for values in itertools.product(*grid.values()):
-        cand = dict(zip(keys, values))
-        tag = "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in cand.items())
+    for cand, tag in candidates(dataset, model, grid):
         curves = []
         for k, fold in enumerate(fold_dirs):
             run_dir = out / "select" / dataset / model / tag / str(k)
@@ -165,10 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--widths", nargs="+", type=int, default=GRID["model.width"], help="the grid's widths")
-    p.add_argument("--lrs", nargs="+", type=float, default=GRID["optim.lr"], help="the grid's learning rates")
-    p.add_argument("--weight-decays", nargs="+", type=float, default=GRID["optim.weight_decay"],
-                   help="the grid's weight decays (AdamW when > 0)")
+    add_grid_args(p)
     p.add_argument("--select-only", action="store_true")
     p.add_argument("--split", choices=["given", "random"], default="given",
                    help="given: COMET's train/test files; random: seed s is random 80/20 split s of both files, "
@@ -177,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="verification rounds the correcting loops get, the chosen epochs apart (1: one, on the "
                         "chosen epoch's weights, like the baselines)")
     args = p.parse_args(argv)
+    grid = grid_from_args(p, args)
     if set(args.models) & set(args.loops) or (args.loops and "mlp" not in args.models):
         p.error(f"--loops {' '.join(args.loops)}: each needs mlp in --models and must not be in --models itself")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -187,7 +205,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sel_path = out / "selected.json"
     selected: dict[str, Any] = json.loads(sel_path.read_text()) if sel_path.exists() else {}
     random_split = args.split == "random"
-    grid = {"model.width": args.widths, "optim.lr": args.lrs, "optim.weight_decay": args.weight_decays}
     # one selection per data set and model, or (random splits) per data set, model and split
     splits: list[int | None] = list(args.seeds) if random_split else [None]
     for dataset in args.datasets:

@@ -23,7 +23,6 @@ A diagnostic only: no figure of it is a result of ours (no verifier runs; nothin
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import sys
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.monotone_baselines import PUBLISHED, epoch_records
-from experiments.monotone_baselines_select import EXTRA_GRID, GRID, MAX_EPOCHS, cell, compose
+from experiments.monotone_baselines_select import MAX_EPOCHS, add_grid_args, candidates, cell, compose, grid_from_args
 
 log = logging.getLogger(__name__)
 # the metric per data set, and whether lower is better
@@ -47,11 +46,11 @@ def curve(run_dir: Path, dataset: str) -> np.ndarray:
     return np.array([t["rmse"] ** 2 if dataset == "auto_mpg" else t["accuracy"] for t in tests])
 
 
-def train_candidate(dataset: str, model: str, cand: dict[str, Any], seeds: Sequence[int], out: Path) -> list[np.ndarray]:
+def train_candidate(dataset: str, model: str, cand: dict[str, Any], tag: str, seeds: Sequence[int], out: Path
+                    ) -> list[np.ndarray]:  # fmt: skip
     """One run per seed of ``cand`` on the whole training file (skipping finished ones): their test curves."""
     from vpals_jax.train.trainer import run_training
 
-    tag = "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in cand.items())
     curves = []
     for seed in seeds:
         run_dir = out / dataset / model / tag / str(seed)
@@ -77,11 +76,9 @@ def protocol(dataset: str, model: str, seeds: Sequence[int], keep: int, out: Pat
     """The candidate the papers' protocol would pick for ``model`` on ``dataset`` over ``grid`` (default:
     the selection's), with its scores."""
     _, lower = METRIC[dataset]
-    grid = {**(grid or GRID), **EXTRA_GRID.get((dataset, model), {})}
     rows = []
-    for values in itertools.product(*grid.values()):
-        cand = dict(zip(grid, values))
-        rows.append({"candidate": cand, **score(train_candidate(dataset, model, cand, seeds, out), lower, keep)})
+    for cand, tag in candidates(dataset, model, grid):
+        rows.append({"candidate": cand, **score(train_candidate(dataset, model, cand, tag, seeds, out), lower, keep)})
         log.info("%s %s %s: %s", dataset, model, cand, {k: round(float(v), 4) for k, v in rows[-1].items() if k != "candidate"})
     pick = min(rows, key=lambda r: r["best_k"]) if lower else max(rows, key=lambda r: r["best_k"])
     return {"dataset": dataset, "model": model, **pick}
@@ -112,17 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["mlp", "cmnn", "lmn"], choices=["mlp", "cmnn", "lmn"])
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     p.add_argument("--keep", type=int, default=5, help="runs kept per candidate (CMNN: the best 5 of 10)")
-    p.add_argument("--widths", nargs="+", type=int, default=GRID["model.width"])
-    p.add_argument("--lrs", nargs="+", type=float, default=GRID["optim.lr"])
-    p.add_argument("--weight-decays", nargs="+", type=float, default=GRID["optim.weight_decay"])
+    add_grid_args(p)
     args = p.parse_args(argv)
+    grid = grid_from_args(p, args)
     if not 1 <= args.keep <= len(args.seeds):
         p.error(f"--keep must be between 1 and the number of seeds ({len(args.seeds)}); got {args.keep}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("vpals_jax", "verifiers", "jax", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     out = Path(args.out)
-    grid = {"model.width": args.widths, "optim.lr": args.lrs, "optim.weight_decay": args.weight_decays}
     rows = [protocol(d, m, args.seeds, args.keep, out, grid) for d in args.datasets for m in args.models]
     text = table(rows, len(args.seeds), args.keep)
     (out / "table.md").write_text(text + "\n")

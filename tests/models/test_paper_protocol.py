@@ -17,9 +17,10 @@ def test_score_keeps_the_best_runs_at_their_best_epochs():
 
 
 def test_protocol_picks_the_candidate_on_the_test_file(tmp_path, monkeypatch):
+    import experiments.monotone_baselines_select as sel
     import experiments.paper_protocol as pp
 
-    monkeypatch.setattr(pp, "GRID", {"model.width": [4, 8], "optim.lr": [1e-2], "optim.weight_decay": [0.0]})
+    monkeypatch.setattr(sel, "GRID", {"model.width": [4, 8], "optim.lr": [1e-2], "optim.weight_decay": [0.0]})
     monkeypatch.setattr(pp, "MAX_EPOCHS", {"auto_mpg": 2})
     pick = pp.protocol("auto_mpg", "cmnn", seeds=[0, 1], keep=1, out=tmp_path)
     scores = {}
@@ -39,3 +40,15 @@ def test_keep_beyond_the_seeds_is_refused(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--out", "unused", "--seeds", "0", "1", "--keep", "3"])
     assert e.value.code == 2 and "--keep" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--widths", "0"], ["--lrs", "0"], ["--weight-decays", "-0.1"]])
+def test_a_grid_no_candidate_can_train_with_is_refused(bad, capsys):
+    from experiments.monotone_baselines_select import main as select_main
+    from experiments.paper_protocol import main
+
+    for entry in (main, select_main):
+        with pytest.raises(SystemExit) as e:
+            entry(["--out", "unused", *bad])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert e.value.code == 2 and bad[0] in err and bad[1] in err
